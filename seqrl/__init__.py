@@ -1,0 +1,1 @@
+"""seqrl: offline reinforcement learning on the Hugging Face stack."""

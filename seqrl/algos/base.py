@@ -1,0 +1,142 @@
+"""The contract every algorithm follows, so that one training loop trains them all.
+
+An :class:`Algorithm` is an ``nn.Module`` that owns every trainable module and target network. The
+loop calls it (``algo(batch, step)``, which is ``compute_loss``; calling the module keeps DDP's
+gradient hooks in play), backpropagates each named loss into its own optimizer, steps, and calls
+``after_step``. ``policy()`` hands out the ``PreTrainedModel`` used for inference and saving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import draccus
+import numpy as np
+import torch
+from torch import nn
+
+from seqrl.data.schema import DatasetMetadata
+from seqrl.models.policy import SeqRLPolicy
+
+
+@dataclass
+class AlgoConfig(draccus.ChoiceRegistry):
+    """Hyperparameters shared by every algorithm. Subclasses add their own and are registered in
+    :mod:`seqrl.registry` under the name used by ``--algo``."""
+
+    batch_size: int = 256
+    """Samples (windows or transitions) per gradient step on each process."""
+    learning_rate: float = 3e-4
+    """Learning rate of the main optimizer."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay (AdamW)."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up from 0 over this many steps."""
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this value when gradients sync (None: no clipping)."""
+    target_returns: list[float] = field(default_factory=list)
+    """Default target returns saved with return-conditioned policies (empty: taken from the data)."""
+
+
+@dataclass
+class Output:
+    """What ``compute_loss`` returns.
+
+    ``loss`` is one tensor for algorithms with a single optimizer, or a mapping from optimizer name (as
+    in ``optimizer_groups``) to the loss that optimizer minimises. The loop backpropagates their sum
+    once (DDP allows one backward per forward), so each loss must reach only its own optimizer's
+    parameters: detach targets and freeze critics inside actor terms. ``metrics`` holds every named
+    loss term and diagnostic as detached scalar tensors; the loop reads them only when it logs.
+    """
+
+    loss: torch.Tensor | Mapping[str, torch.Tensor]
+    metrics: dict[str, torch.Tensor]
+
+    def losses(self) -> dict[str, torch.Tensor]:
+        return dict(self.loss) if isinstance(self.loss, Mapping) else {"main": self.loss}
+
+
+class Algorithm(nn.Module):
+    """Base class. Subclasses set ``config_class`` and ``data_shape`` ("trajectory" for sequence
+    models, "transition" for value-based methods) and implement the four methods below."""
+
+    config_class: type[AlgoConfig] = AlgoConfig
+    data_shape: str = "transition"
+    supports_discrete: bool = False
+    supports_continuous: bool = True
+
+    def __init__(self, config: AlgoConfig, metadata: DatasetMetadata):
+        super().__init__()
+        self.config = config
+        self.metadata = metadata
+
+    def forward(self, batch: dict[str, torch.Tensor], step: int) -> Output:
+        return self.compute_loss(batch, step)
+
+    def compute_loss(self, batch: dict[str, torch.Tensor], step: int) -> Output:
+        """Losses for one batch (the names of ``batch`` are the sampler's)."""
+        raise NotImplementedError
+
+    def optimizer_groups(self) -> dict[str, list[dict]]:
+        """Optimizer name -> torch param groups (each may set its own ``lr``/``weight_decay``)."""
+        return {"main": [{"params": [p for p in self.parameters() if p.requires_grad]}]}
+
+    def after_step(self) -> None:
+        """Called after every optimizer step: Polyak updates, schedules."""
+
+    def policy(self) -> SeqRLPolicy:
+        """The module used for acting and saved with ``save_pretrained``."""
+        raise NotImplementedError
+
+    def sampler_options(self) -> dict:
+        """Extra keyword arguments for this data shape's sampler (e.g. ``context_len``, ``n_step``)."""
+        return {}
+
+    def make_sampler(self, dataset, seed: int, process_index: int = 0, num_processes: int = 1):
+        """The sampler for this algorithm's data shape, normalising observations as the policy will."""
+        from seqrl.data.samplers import TrajectorySampler, TransitionSampler
+
+        sampler = TrajectorySampler if self.data_shape == "trajectory" else TransitionSampler
+        stats = self.metadata.stats
+        return sampler(
+            dataset, batch_size=self.config.batch_size, obs_mean=np.asarray(stats["obs_mean"], np.float32),
+            obs_std=np.asarray(stats["obs_std"], np.float32), seed=seed, process_index=process_index,
+            num_processes=num_processes, **self.sampler_options(),
+        )
+
+
+def policy_fields(metadata: DatasetMetadata, algo: str, target_returns: list[float] | None = None) -> dict:
+    """Config fields every policy saves (see :class:`~seqrl.models.policy_config.PolicyConfigMixin`),
+    taken from the dataset so that evaluation needs nothing else."""
+    stats = metadata.stats
+    space = metadata.action_space_obj
+    env_kwargs = {}
+    if metadata.env_spec:
+        from gymnasium.envs.registration import EnvSpec
+
+        env_kwargs = dict(EnvSpec.from_json(metadata.env_spec).kwargs)
+    fields = dict(
+        algo=algo,
+        env_id=metadata.env_id,
+        env_kwargs=env_kwargs,
+        dataset_id=metadata.dataset_id,
+        obs_mean=[float(x) for x in stats["obs_mean"]],
+        obs_std=[float(x) for x in stats["obs_std"]],
+        ref_min_score=metadata.ref_min_score,
+        ref_max_score=metadata.ref_max_score,
+        state_dim=metadata.obs_dim,
+        act_dim=metadata.action_dim,
+        discrete_actions=metadata.is_discrete,
+    )
+    if not metadata.is_discrete:
+        fields["action_low"] = [float(x) for x in np.broadcast_to(space.low, space.shape)]
+        fields["action_high"] = [float(x) for x in np.broadcast_to(space.high, space.shape)]
+    if target_returns is not None:
+        fields["target_returns"] = [float(x) for x in target_returns] or default_target_returns(stats)
+    return fields
+
+
+def default_target_returns(stats: Mapping) -> list[float]:
+    """Low, middle and high returns of the data: the return-conditioning curve's default points."""
+    return [float(stats["return_min"]), float(stats["return_mean"]), float(stats["return_max"])]

@@ -1,0 +1,96 @@
+"""Roll a policy out in a gymnasium vector env, per target return, with seeds.
+
+Each of the ``num_envs`` environments owns a fixed share of the ``episodes`` (env ``i`` runs episodes
+``i, i + num_envs, ...``), so the first episodes to finish are not favoured over long ones and the
+same seed gives the same episodes. Every target return starts from the same seeds, so the curve of
+achieved against target return differs only by the target.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from seqrl.evaluation.scores import normalized_score
+from seqrl.models.policy import PolicyError, SeqRLPolicy
+
+
+def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vector.VectorEnv:
+    """Synchronous vector env that resets finished envs within the same step (SAME_STEP autoreset)."""
+    return gym.make_vec(
+        env_id, num_envs=num_envs, vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **(env_kwargs or {}),
+    )
+
+
+def evaluate_policy(policy: SeqRLPolicy, target_returns: list[float] | None = None, episodes: int = 10,
+                    num_envs: int = 10, seed: int = 0, env_id: str | None = None, progress: bool = True) -> dict:
+    """Evaluate ``policy``; returns ``{"policy", "env_id", "results": [one dict per target]}``.
+
+    ``target_returns`` defaults to the policy's saved targets for return-conditioned policies; other
+    policies take none (passing some raises :class:`PolicyError`).
+    """
+    config = policy.config
+    env_id = env_id or config.env_id
+    if not env_id:
+        raise PolicyError("The policy's config has no env_id; pass env_id to evaluate it.")
+    if policy.uses_target_return:
+        targets = list(target_returns or config.target_returns)
+        if not targets:
+            raise PolicyError("No target returns given and the policy saves no defaults; pass --target_returns.")
+    elif target_returns:
+        policy.reset(1, target_returns[0])  # raises the policy's own explanation
+    else:
+        targets = [None]
+    num_envs = max(1, min(num_envs, episodes))
+    env = make_vector_env(env_id, num_envs, config.env_kwargs)
+    was_training = policy.training
+    try:
+        results = [_run_target(policy, env, target, episodes, seed, progress) for target in targets]
+    finally:
+        env.close()
+        policy.train(was_training)
+    return {"policy": str(getattr(config, "_name_or_path", "") or config.algo), "env_id": env_id, "results": results}
+
+
+def _run_target(policy: SeqRLPolicy, env: gym.vector.VectorEnv, target: float | None, episodes: int,
+                seed: int, progress: bool) -> dict:
+    num_envs = env.num_envs
+    quota = np.array([len(range(i, episodes, num_envs)) for i in range(num_envs)])  # [E]
+    finished = np.zeros(num_envs, dtype=np.int64)
+    episode_return = np.zeros(num_envs, dtype=np.float64)
+    episode_length = np.zeros(num_envs, dtype=np.int64)
+    returns, lengths = [], []
+    observations, _ = env.reset(seed=seed)
+    policy.reset(num_envs, target)
+    rewards, starts = None, np.ones(num_envs, dtype=bool)
+    label = "eval" if target is None else f"eval target={target:g}"
+    with torch.inference_mode(), tqdm(total=episodes, desc=label, disable=not progress, leave=False) as bar:
+        while (finished < quota).any():
+            actions = policy.act(observations, rewards, starts)
+            observations, rewards, terminations, truncations, _ = env.step(actions)
+            episode_return += rewards
+            episode_length += 1
+            starts = terminations | truncations
+            counted = starts & (finished < quota)
+            returns.extend(episode_return[counted].tolist())
+            lengths.extend(episode_length[counted].tolist())
+            bar.update(int(counted.sum()))
+            finished += starts
+            episode_return[starts] = 0.0
+            episode_length[starts] = 0
+    returns_arr = np.asarray(returns)
+    config = policy.config
+    scores = normalized_score(returns_arr, config.ref_min_score, config.ref_max_score)
+    return {
+        "target_return": target,
+        "episodes": len(returns),
+        "return_mean": float(returns_arr.mean()),
+        "return_std": float(returns_arr.std()),
+        "normalized_score_mean": None if scores is None else float(scores.mean()),
+        "normalized_score_std": None if scores is None else float(scores.std()),
+        "episode_length_mean": float(np.mean(lengths)),
+        "returns": [float(r) for r in returns],
+    }

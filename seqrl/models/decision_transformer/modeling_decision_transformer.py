@@ -1,0 +1,227 @@
+"""Decision Transformer (Chen et al. 2021, "Decision Transformer: Reinforcement Learning via
+Sequence Modeling", https://arxiv.org/abs/2106.01345).
+
+A trajectory is the token sequence ``(R_1, s_1, a_1, R_2, s_2, a_2, ...)`` where ``R_t = sum_{t'>=t} r_t'``
+is the return-to-go. Each token gets a modality embedding plus a learned embedding of its episode
+timestep; a causal GPT-2 stack reads the sequence and the action ``a_t`` is predicted from the output
+at the ``s_t`` token:
+
+    continuous:  L = 1/|M| sum_{(b,t) in M} || tanh(W h_{s_t}) - a_t ||^2
+    discrete:    L = 1/|M| sum_{(b,t) in M} -log softmax(W h_{s_t})[a_t]
+
+with ``M`` the valid (unpadded) positions. At test time ``R_1`` is the target return and
+``R_{t+1} = R_t - r_t``.
+
+Attention: each token attends to the tokens of the last ``K = context_len`` timesteps (a band of
+3K - 1 tokens). Training windows are K long, so there the band is the plain causal mask. Acting keeps
+a rolling key/value cache of the last K timesteps, so one step computes 3 new tokens instead of the
+whole window; the cache computes exactly what a forward pass over the whole episode with this
+banded mask computes. Departure from the reference code: it recomputes the last-K window from
+scratch every step, where tokens deeper than the first layer forget everything before the window;
+here, as in sliding-window attention (Beltagy et al. 2020), deeper layers see further back through
+the cached states. There are no absolute position embeddings (the reference code removes GPT-2's
+too); order comes from the timestep embedding and the mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from transformers import GPT2Config
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block
+from transformers.pytorch_utils import Conv1D
+
+from seqrl.models.decision_transformer.configuration_decision_transformer import DecisionTransformerConfig
+from seqrl.models.policy import SeqRLPolicy
+
+TOKENS_PER_STEP = 3  # (return-to-go, state, action)
+
+
+def _block_forward(block: GPT2Block, x: torch.Tensor, mask: torch.Tensor, n_head: int, store=None) -> torch.Tensor:
+    """One pre-LN GPT-2 block on tokens ``x`` [B, N, H] under the boolean ``mask`` [B, 1, N, L].
+
+    Without ``store`` the tokens attend to each other (L = N). With it, ``store(k, v)`` files the new
+    tokens' keys and values [B, nh, N, hd] in the key/value cache and returns the whole cache
+    [B, nh, L, hd] to attend over.
+    """
+    attn = block.attn
+    q, k, v = attn.c_attn(block.ln_1(x)).split(x.shape[-1], dim=-1)
+    q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=n_head) for t in (q, k, v))
+    if store is not None:
+        k, v = store(k, v)
+    dropout = attn.attn_dropout.p if block.training else 0.0
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # [B, nh, N, hd]
+    x = x + attn.resid_dropout(attn.c_proj(rearrange(out, "b h n d -> b n (h d)")))
+    return x + block.mlp(block.ln_2(x))
+
+
+def band_mask(query_index: torch.Tensor, key_index: torch.Tensor, key_valid: torch.Tensor, context_len: int) -> torch.Tensor:
+    """Boolean attention mask [B, 1, Nq, Nk] from token indices ``3 * step + slot`` within an episode.
+
+    A query may see a valid key that is not after it and lies within the last ``context_len``
+    timesteps. A query always sees itself, so padded queries never meet an all-masked row (whose
+    softmax would be NaN); nothing valid attends to them, so this changes no real output.
+    """
+    q = query_index[:, :, None]  # [B, Nq, 1]
+    k = key_index[:, None, :]  # [B, 1, Nk]
+    first_visible = (torch.div(q, TOKENS_PER_STEP, rounding_mode="floor") - context_len + 1) * TOKENS_PER_STEP
+    mask = key_valid[:, None, :] & (k <= q) & (k >= first_visible)
+    return mask.unsqueeze(1)
+
+
+class DecisionTransformer(SeqRLPolicy):
+    """Decision Transformer policy: GPT-2 blocks from transformers, SDPA attention, a rolling KV cache."""
+
+    config_class = DecisionTransformerConfig
+    _supports_sdpa = True
+
+    def __init__(self, config: DecisionTransformerConfig):
+        super().__init__(config)
+        hidden = config.hidden_size
+        gpt2 = GPT2Config(
+            n_embd=hidden, n_layer=config.n_layer, n_head=config.n_head, n_inner=config.n_inner,
+            activation_function=config.activation_function, resid_pdrop=config.resid_pdrop,
+            embd_pdrop=config.embd_pdrop, attn_pdrop=config.attn_pdrop,
+            layer_norm_epsilon=config.layer_norm_epsilon, n_positions=TOKENS_PER_STEP * config.context_len,
+        )
+        self.embed_timestep = nn.Embedding(config.max_ep_len, hidden)
+        self.embed_return = nn.Linear(1, hidden)
+        self.embed_state = nn.Linear(config.state_dim, hidden)
+        if config.discrete_actions:
+            self.embed_action = nn.Embedding(config.act_dim, hidden)
+        else:
+            self.embed_action = nn.Linear(config.act_dim, hidden)
+        self.embed_ln = nn.LayerNorm(hidden, eps=config.layer_norm_epsilon)
+        self.embed_dropout = nn.Dropout(config.embd_pdrop)
+        self.blocks = nn.ModuleList(GPT2Block(gpt2, layer_idx=i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(hidden, eps=config.layer_norm_epsilon)
+        self.predict_action = nn.Linear(hidden, config.act_dim)
+        for block in self.blocks:
+            block.attn.c_proj.residual_projection = block.mlp.c_proj.residual_projection = True
+        self.post_init()
+
+    def _init_submodule(self, module: nn.Module) -> None:
+        """GPT-2's init: N(0, 0.02) weights and zero biases; residual projections (``c_proj``) get
+        std 0.02 / sqrt(2 * n_layer) so the residual stream does not grow with depth."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding, Conv1D)):
+            scale = getattr(module, "residual_projection", False)
+            module.weight.normal_(0.0, std / math.sqrt(2 * self.config.n_layer) if scale else std)
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+
+    # --- embeddings ----------------------------------------------------------------------------
+    def _embed(self, returns_to_go, states, actions, timesteps) -> torch.Tensor:
+        """Token embeddings [B, T, 3, H] for (R_t, s_t, a_t); inputs [B, T, ...] with normalised
+        states, scaled returns and actions in [-1, 1] (or int ids)."""
+        time = self.embed_timestep(timesteps.clamp(max=self.config.max_ep_len - 1))  # [B, T, H]
+        if not self.config.discrete_actions:
+            actions = actions.to(time.dtype)
+        tokens = torch.stack(
+            [self.embed_return(returns_to_go.to(time.dtype)) + time,
+             self.embed_state(states.to(time.dtype)) + time,
+             self.embed_action(actions) + time],
+            dim=2,
+        )
+        return self.embed_dropout(self.embed_ln(tokens))
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Action prediction from state-token outputs [..., H] -> [..., act_dim]."""
+        out = self.predict_action(self.ln_f(hidden))
+        if self.config.action_tanh and not self.config.discrete_actions:
+            out = torch.tanh(out)
+        return out
+
+    # --- training / full-sequence forward ------------------------------------------------------
+    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, **kwargs) -> torch.Tensor:
+        """Action predictions [B, T, act_dim] (tanh-squashed values or logits) at every state token.
+
+        ``states`` [B, T, S] normalised, ``actions`` [B, T, A] in [-1, 1] or [B, T] ids,
+        ``returns_to_go`` [B, T, 1] scaled, ``timesteps`` [B, T], ``attention_mask`` [B, T] (1 = real
+        step, padding on the left). Sequences longer than ``context_len`` use the banded mask.
+        """
+        batch, steps = states.shape[:2]
+        x = rearrange(self._embed(returns_to_go, states, actions, timesteps), "b t k h -> b (t k) h")
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, steps, dtype=torch.bool, device=states.device)
+        valid = attention_mask.bool().repeat_interleave(TOKENS_PER_STEP, dim=1)  # [B, 3T]
+        index = torch.arange(TOKENS_PER_STEP * steps, device=states.device).expand(batch, -1)
+        mask = band_mask(index, index, valid, self.config.context_len)
+        mask = mask | torch.eye(mask.shape[-1], dtype=torch.bool, device=mask.device)
+        for block in self.blocks:
+            x = _block_forward(block, x, mask, self.config.n_head)
+        state_tokens = rearrange(x, "b (t k) h -> b t k h", k=TOKENS_PER_STEP)[:, :, 1]  # [B, T, H]
+        return self._head(state_tokens)
+
+    # --- acting with a rolling key/value cache -------------------------------------------------
+    def _reset_state(self, batch_size: int, target_return: np.ndarray | None) -> None:
+        """Empty caches for ``batch_size`` envs. The cache is a ring of K+1 step groups
+        ``[a_{t-1}, R_t, s_t]``: enough for ``a_{t-1}`` to see back to timestep ``t-K``."""
+        cfg, dev = self.config, self.device
+        slots = TOKENS_PER_STEP * (cfg.context_len + 1)
+        head_dim = cfg.hidden_size // cfg.n_head
+        dtype = self.embed_state.weight.dtype
+        self._keys = torch.zeros(cfg.n_layer, batch_size, cfg.n_head, slots, head_dim, device=dev, dtype=dtype)
+        self._values = torch.zeros_like(self._keys)
+        self._key_index = torch.zeros(batch_size, slots, dtype=torch.long, device=dev)  # token index 3t+slot
+        self._key_valid = torch.zeros(batch_size, slots, dtype=torch.bool, device=dev)
+        self._target = torch.tensor(target_return, device=dev)  # [B] raw return units
+        self._return_to_go = self._target.clone()
+        self._step = torch.zeros(batch_size, dtype=torch.long, device=dev)  # timestep of the next state
+        self._prev_action = torch.zeros(batch_size, *(() if cfg.discrete_actions else (cfg.act_dim,)), device=dev,
+                                        dtype=torch.long if cfg.discrete_actions else dtype)
+        self._ring_pos = 0
+        self._pending_start = torch.ones(batch_size, dtype=torch.bool, device=dev)
+
+    def _act(self, observations, rewards, episode_starts) -> torch.Tensor:
+        cfg = self.config
+        starts = self._pending_start if episode_starts is None else episode_starts | self._pending_start
+        self._pending_start = torch.zeros_like(starts)
+        # New episodes forget their envs' cache and start again from the target return.
+        self._key_valid &= ~starts[:, None]
+        self._return_to_go = torch.where(starts, self._target, self._return_to_go - rewards)
+        self._step = torch.where(starts, torch.zeros_like(self._step), self._step)
+
+        step = self._step  # [B]
+        prev_step = (step - 1).clamp(min=0)
+        timesteps = torch.stack([prev_step, step, step], dim=1)  # [B, 3] for (a_{t-1}, R_t, s_t)
+        time = self.embed_timestep(timesteps.clamp(max=cfg.max_ep_len - 1))  # [B, 3, H]
+        rtg = (self._return_to_go * cfg.return_scale)[:, None]
+        tokens = torch.stack([
+            self.embed_action(self._prev_action) + time[:, 0],
+            self.embed_return(rtg.to(time.dtype)) + time[:, 1],
+            self.embed_state(observations.to(time.dtype)) + time[:, 2],
+        ], dim=1)
+        x = self.embed_ln(tokens)  # [B, 3, H]
+
+        # Write the new tokens' bookkeeping into the ring, then attend over the whole ring: attention
+        # does not depend on slot order, only on the mask, so the ring never needs shifting.
+        pos = slice(self._ring_pos, self._ring_pos + TOKENS_PER_STEP)
+        query_index = torch.stack([3 * prev_step + 2, 3 * step, 3 * step + 1], dim=1)  # [B, 3]
+        self._key_index[:, pos] = query_index
+        self._key_valid[:, pos] = torch.stack([step > 0, torch.ones_like(starts), torch.ones_like(starts)], dim=1)
+        mask = band_mask(query_index, self._key_index, self._key_valid, cfg.context_len)  # [B, 1, 3, slots]
+        own = torch.zeros_like(mask)
+        own[..., torch.arange(TOKENS_PER_STEP), torch.arange(pos.start, pos.stop)] = True
+        mask = mask | own
+        for layer, block in enumerate(self.blocks):
+            def store(k, v, layer=layer):
+                self._keys[layer, :, :, pos] = k
+                self._values[layer, :, :, pos] = v
+                return self._keys[layer], self._values[layer]
+
+            x = _block_forward(block, x, mask, cfg.n_head, store)
+        prediction = self._head(x[:, 2])  # [B, act_dim]
+        action = prediction.argmax(-1) if cfg.discrete_actions else prediction
+        self._prev_action = action.to(self._prev_action.dtype)
+        self._step = step + 1
+        self._ring_pos = (self._ring_pos + TOKENS_PER_STEP) % self._keys.shape[3]
+        return action

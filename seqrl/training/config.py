@@ -1,0 +1,67 @@
+"""Training configuration: nested dataclasses, loaded from ``configs/<algo>/<dataset>.yaml`` and
+overridden from the command line with dotted keys (``--algo.learning_rate 3e-4``), via draccus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from seqrl.algos import DTConfig
+from seqrl.algos.base import AlgoConfig
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "seqrl/pendulum/mixed-v0"
+    """A Minari id (local, MINARI_DATASETS_PATH honoured; seqrl/* ids are generated on first use), a Minari
+    or `datasets` folder, a D4RL-style .hdf5/.npz file, or a Hub dataset repo id."""
+    validate: bool = True
+    """Check the data (NaN/inf, shapes, bounds, episode flags) before training."""
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0
+    """Evaluate every N training steps (0: only at the end)."""
+    final: bool = True
+    """Evaluate the final policy and write eval_info.json and the return-conditioning plot."""
+    episodes: int = 10
+    """Episodes per target return."""
+    num_envs: int = 10
+    """Environments stepped together in one vector env."""
+    target_returns: list[float] = field(default_factory=list)
+    """Target returns to evaluate (empty: the policy's defaults)."""
+    seed: int = 10_000
+    """Seed of the evaluation environments."""
+
+
+@dataclass
+class TrainConfig:
+    algo: AlgoConfig = field(default_factory=DTConfig)
+    """The algorithm and its hyperparameters; `type` names it (see `seqrl.registry`)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str | None = None
+    """Run folder: the final policy, checkpoints/, logs/, train_config.yaml, eval_info.json.
+    Default: runs/<algo>-<dataset>."""
+    steps: int = 100_000
+    """Gradient steps in total (a resumed run continues up to this number)."""
+    seed: int = 0
+    """Seed of model init, sampling and dropout."""
+    resume: bool = False
+    """Continue from the last complete checkpoint in output_dir."""
+    log_every: int = 100
+    """Log metrics to TensorBoard and the progress bar every N steps."""
+    checkpoint_every: int = 1000
+    """Write a checkpoint every N steps (0: only at the end)."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep."""
+    mixed_precision: str = "auto"
+    """"auto" (bf16 on GPUs that support it, else full precision), "no", "bf16" or "fp16"."""
+    compile: bool = False
+    """Compile the algorithm with torch.compile."""
+
+    @property
+    def algo_name(self) -> str:
+        from seqrl.registry import entry_for_config
+
+        return entry_for_config(self.algo).name

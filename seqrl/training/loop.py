@@ -1,0 +1,158 @@
+"""The one training loop, on Accelerate, for every algorithm in the registry.
+
+Per step: sample on the host, copy the batch to the device, compute the named losses under
+autocast, backpropagate each into its own optimizer, clip when gradients sync, step, ``after_step``.
+Metrics stay on the device until a log step, so the step itself never waits on ``.item()``.
+``accelerate launch`` / ``torchrun`` run the same function on several processes (DDP); every
+process samples its own stream, and only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import draccus
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from seqrl.data.sources import load_dataset
+from seqrl.data.schema import get_metadata
+from seqrl.registry import entry_for_config
+from seqrl.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from seqrl.training.config import TrainConfig
+from seqrl.training.setup import build_optimizers, check_compatible, make_accelerator, save_policy
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train ``cfg.algo`` on ``cfg.data`` for ``cfg.steps`` steps; returns the run folder."""
+    entry = entry_for_config(cfg.algo)
+    run_dir = Path(cfg.output_dir or f"runs/{entry.name}-{Path(cfg.data.dataset).name}")
+    accelerator = make_accelerator(cfg, run_dir)
+    set_seed(cfg.seed)  # identical initial weights on every process
+    with accelerator.main_process_first():  # the main process generates or caches the data once
+        dataset = load_dataset(cfg.data.dataset, validate=cfg.data.validate)
+    metadata = get_metadata(dataset)
+    check_compatible(entry, metadata, cfg.data.dataset)
+    algorithm = entry.algorithm(cfg.algo, metadata)
+    sampler = algorithm.make_sampler(dataset, cfg.seed, accelerator.process_index, accelerator.num_processes)
+    optimizers, schedulers = build_optimizers(algorithm, cfg.algo)
+    algorithm = accelerator.prepare(algorithm)
+    prepared = accelerator.prepare(*optimizers.values(), *schedulers.values())
+    prepared = prepared if isinstance(prepared, tuple) else (prepared,)
+    optimizers = dict(zip(optimizers, prepared[: len(optimizers)]))
+    schedulers = dict(zip(schedulers, prepared[len(optimizers):]))
+    if cfg.compile:
+        algorithm = torch.compile(algorithm)
+
+    start = 0
+    checkpoint = latest_checkpoint(run_dir) if cfg.resume else None
+    if checkpoint is not None:
+        start = load_checkpoint(accelerator, checkpoint)
+        accelerator.print(f"Resuming from {checkpoint} at step {start}.")
+    elif cfg.resume:
+        accelerator.print(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting at step 0.")
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(run_dir / "train_config.yaml", draccus.dump(cfg))
+    accelerator.init_trackers("seqrl", config=_flat_hparams(cfg))
+    set_seed(cfg.seed + start, device_specific=True)  # dropout differs per process; resumable by step
+
+    unwrapped = accelerator.unwrap_model(algorithm)
+    progress = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train {entry.name}",
+                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    running: dict[str, torch.Tensor] = {}
+    last_log = start
+    for step in progress:
+        batch = {k: torch.from_numpy(v).to(accelerator.device, non_blocking=True) for k, v in sampler.sample(step).items()}
+        with accelerator.accumulate(algorithm), accelerator.autocast():
+            output = algorithm(batch, step)
+            # One backward of the summed losses: each named loss reaches only its own optimizer's
+            # parameters (the algorithm detaches or freezes the rest), and DDP allows one backward
+            # per forward.
+            accelerator.backward(sum(output.losses().values()))
+            for name, optimizer in optimizers.items():
+                if accelerator.sync_gradients and cfg.algo.grad_clip:
+                    accelerator.clip_grad_norm_(_params(optimizer), cfg.algo.grad_clip)
+                optimizer.step()
+                schedulers[name].step()
+                optimizer.zero_grad(set_to_none=True)
+        unwrapped.after_step()
+        for key, value in output.metrics.items():
+            running[key] = running.get(key, 0.0) + value.detach().float()
+
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            logs = _reduce_logs(accelerator, running, done - last_log)
+            logs.update({f"lr/{n}": s.get_last_lr()[0] for n, s in schedulers.items()})
+            accelerator.log(logs, step=done)
+            progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if not k.startswith("lr/")})
+            running, last_log = {}, done
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+            save_checkpoint(accelerator, algorithm, run_dir, done, cfg.keep_checkpoints)
+        if cfg.eval.every and done % cfg.eval.every == 0 and done < cfg.steps:
+            _evaluate(accelerator, unwrapped.policy(), cfg, run_dir, done, final=False)
+
+    progress.close()
+    if start < cfg.steps:
+        save_checkpoint(accelerator, algorithm, run_dir, cfg.steps, cfg.keep_checkpoints)
+    if accelerator.is_main_process:
+        save_policy(unwrapped.policy(), run_dir)
+    if cfg.eval.final:
+        _evaluate(accelerator, unwrapped.policy(), cfg, run_dir, cfg.steps, final=True)
+    accelerator.end_training()
+    return run_dir
+
+
+def _params(optimizer) -> list[torch.nn.Parameter]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _reduce_logs(accelerator: Accelerator, running: dict[str, torch.Tensor], count: int) -> dict[str, float]:
+    """Mean of each metric over the steps since the last log and over processes (one host sync)."""
+    if not running:
+        return {}
+    names = sorted(running)
+    values = accelerator.reduce(torch.stack([running[n] for n in names]) / count, reduction="mean")
+    return {f"train/{n}": v for n, v in zip(names, values.tolist())}
+
+
+def _evaluate(accelerator: Accelerator, policy, cfg: TrainConfig, run_dir: Path, step: int, final: bool) -> None:
+    """Roll the policy out with the code evaluate.py uses (main process; the others wait)."""
+    if accelerator.is_main_process:
+        from seqrl.evaluation.rollout import evaluate_policy
+        from seqrl.evaluation.report import format_table, write_report
+
+        targets = cfg.eval.target_returns or None
+        results = evaluate_policy(policy, target_returns=targets, episodes=cfg.eval.episodes,
+                                  num_envs=cfg.eval.num_envs, seed=cfg.eval.seed)
+        accelerator.log({f"eval/return_target_{r['target_return']}": r["return_mean"] for r in results["results"]}, step=step)
+        if final:
+            write_report(results, run_dir / "eval_info.json")
+            print(format_table(results))
+    accelerator.wait_for_everyone()
+
+
+def _flat_hparams(cfg: TrainConfig) -> dict:
+    """Scalar hyperparameters for the trackers (TensorBoard shows only flat scalars)."""
+    flat = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        elif isinstance(value, (int, float, str, bool)):
+            flat[prefix[:-1]] = value
+        elif value is not None:
+            flat[prefix[:-1]] = json.dumps(value)
+
+    walk("", draccus.encode(cfg))
+    return flat
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,71 @@
+"""Pieces the training loop assembles: the Accelerator, optimizers and schedules, compatibility
+checks between an algorithm and a dataset, and the atomic save of the final policy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration
+
+from seqrl.algos.base import AlgoConfig, Algorithm
+from seqrl.data.schema import DatasetMetadata
+from seqrl.errors import SeqRLError
+from seqrl.models.policy import SeqRLPolicy
+from seqrl.registry import ALGORITHMS, Entry
+
+POLICY_FILES = ("model.safetensors", "config.json")  # weights first: a config never points at missing weights
+
+
+class IncompatibleDatasetError(SeqRLError):
+    pass
+
+
+def make_accelerator(cfg, run_dir: Path) -> Accelerator:
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(
+        mixed_precision=precision,
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+    )
+
+
+def build_optimizers(algorithm: Algorithm, cfg: AlgoConfig) -> tuple[dict, dict]:
+    """One AdamW per named parameter group set, each with a linear warm-up schedule."""
+    fused = torch.cuda.is_available()  # one kernel for all parameters; the CPU path uses foreach
+    optimizers, schedulers = {}, {}
+    for name, groups in algorithm.optimizer_groups().items():
+        optimizers[name] = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused or None)
+        warmup = max(cfg.warmup_steps, 1)
+        schedulers[name] = torch.optim.lr_scheduler.LambdaLR(optimizers[name], lambda s, w=warmup: min(1.0, (s + 1) / w))
+    return optimizers, schedulers
+
+
+def check_compatible(entry: Entry, metadata: DatasetMetadata, source: str) -> None:
+    """Fail before training when the algorithm cannot handle the dataset's action space."""
+    algorithm = entry.algorithm
+    kind = "discrete" if metadata.is_discrete else "continuous"
+    if (metadata.is_discrete and algorithm.supports_discrete) or (not metadata.is_discrete and algorithm.supports_continuous):
+        return
+    wanted = "supports_discrete" if metadata.is_discrete else "supports_continuous"
+    alternatives = sorted(name for name, e in ALGORITHMS.items() if getattr(e.algorithm, wanted))
+    raise IncompatibleDatasetError(
+        f"--algo {entry.name} needs {'continuous' if kind == 'discrete' else 'discrete'} actions, but "
+        f"'{source}' has {kind} actions ({metadata.action_space_obj}). Algorithms for {kind} actions: "
+        f"{', '.join(alternatives)}."
+    )
+
+
+def save_policy(policy: SeqRLPolicy, run_dir: Path) -> None:
+    """Write the policy into ``run_dir`` without ever leaving a half-written file there."""
+    tmp = run_dir / ".policy-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp)
+    for name in POLICY_FILES:
+        os.replace(tmp / name, run_dir / name)
+    shutil.rmtree(tmp, ignore_errors=True)
