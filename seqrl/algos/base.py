@@ -133,10 +133,16 @@ def policy_fields(metadata: DatasetMetadata, algo: str, target_returns: list[flo
         fields["action_low"] = [float(x) for x in np.broadcast_to(space.low, space.shape)]
         fields["action_high"] = [float(x) for x in np.broadcast_to(space.high, space.shape)]
     if target_returns is not None:
-        fields["target_returns"] = [float(x) for x in target_returns] or default_target_returns(stats)
+        fields["target_returns"] = [float(x) for x in target_returns] or default_target_returns(metadata)
     return fields
 
 
-def default_target_returns(stats: Mapping) -> list[float]:
-    """Low, middle and high returns of the data: the return-conditioning curve's default points."""
-    return [float(stats["return_min"]), float(stats["return_mean"]), float(stats["return_max"])]
+def default_target_returns(metadata: DatasetMetadata) -> list[float]:
+    """Three points of the return-conditioning curve: the reference random and expert returns and
+    their midpoint, or, without reference scores, the 10th/50th/90th percentile episode returns
+    (extremes are often a lucky start, not a level of play)."""
+    if metadata.ref_min_score is not None and metadata.ref_max_score is not None:
+        low, high = float(metadata.ref_min_score), float(metadata.ref_max_score)
+        return [low, (low + high) / 2, high]
+    stats = metadata.stats
+    return [float(stats["return_p10"]), float(stats["return_p50"]), float(stats["return_p90"])]

@@ -1,0 +1,6 @@
+"""Offline RL data: one ``datasets.Dataset`` row per environment step, with metadata, from any source."""
+
+from seqrl.data.schema import DatasetMetadata, DatasetValidationError, get_metadata, validate
+from seqrl.data.sources import load_dataset
+
+__all__ = ["DatasetMetadata", "DatasetValidationError", "get_metadata", "load_dataset", "validate"]

@@ -1,0 +1,360 @@
+"""Turn logged trajectories from any supported source into a seqrl :class:`datasets.Dataset`.
+
+Sources, in the order :func:`load_dataset` tries them: a ``save_to_disk`` folder; a Minari dataset folder;
+a D4RL-style ``.hdf5``/``.h5``/``.npz`` file; a Minari id ``namespace/name-vN`` found locally (under
+``MINARI_DATASETS_PATH``, else ``~/.minari/datasets``); a built-in ``seqrl/...`` id (generated on first use);
+a remote Minari id (``minari.download_dataset``, ids with two or more ``/``); a Hub dataset repo id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+import datasets
+import gymnasium as gym
+import minari
+import numpy as np
+from minari.dataset.minari_dataset import DATASET_ID_RE
+from minari.serialization import serialize_space
+from minari.storage.datasets_root_dir import get_dataset_path
+
+from seqrl.data import schema
+from seqrl.data.schema import DatasetMetadata, as_rows, build_dataset, check_action_space
+from seqrl.errors import SeqRLError
+
+D4RL_FILE_SUFFIXES = (".hdf5", ".h5", ".npz")
+D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
+
+
+class DatasetSourceError(SeqRLError):
+    """A dataset source could not be found or read; the message says what to do."""
+
+
+# ---------------------------------------------------------------- spaces
+
+
+def flatten_batch(space: gym.Space, data: Any) -> np.ndarray:
+    """``gymnasium.spaces.flatten`` applied to a batch: ``[N, flatdim(space)]`` float32, no per-row Python."""
+    if isinstance(space, gym.spaces.Box | gym.spaces.MultiBinary):
+        return as_rows(data, np.float32)
+    if isinstance(space, gym.spaces.Discrete):
+        ids = np.asarray(data).reshape(-1) - space.start  # [N]
+        return np.eye(space.n, dtype=np.float32)[ids]
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        ids = (np.asarray(data) - space.start).reshape(len(data), -1)  # [N, k]
+        offsets = np.concatenate([[0], np.cumsum(space.nvec.reshape(-1))])  # one one-hot block per component
+        flat = np.zeros((len(ids), offsets[-1]), dtype=np.float32)
+        np.put_along_axis(flat, ids + offsets[:-1], 1.0, axis=1)
+        return flat
+    if isinstance(space, gym.spaces.Dict):
+        return np.concatenate([flatten_batch(sub, data[key]) for key, sub in space.spaces.items()], axis=1)
+    if isinstance(space, gym.spaces.Tuple):
+        return np.concatenate([flatten_batch(sub, part) for sub, part in zip(space.spaces, data)], axis=1)
+    raise DatasetSourceError(f"observation space {space} cannot be flattened to a vector; seqrl supports Box, Discrete, "
+                             "MultiBinary, MultiDiscrete and Dict/Tuple of those.")
+
+
+def _observation_spaces(space: gym.Space) -> tuple[str, str | None]:
+    """(serialized flat Box space of the observations column, serialized original space or None)."""
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return serialize_space(space), None
+    return serialize_space(gym.spaces.flatten_space(space)), serialize_space(space)
+
+
+# ---------------------------------------------------------------- Minari
+
+
+def from_minari(minari_dataset: minari.MinariDataset) -> datasets.Dataset:
+    """A seqrl dataset from a Minari dataset.
+
+    Minari stores ``T + 1`` observations ``o_0 .. o_T`` for an episode of ``T`` steps; step ``t`` becomes the
+    row ``observations = o_t``, ``next_observations = o_{t+1}``. Episodes are renumbered ``0 .. E-1`` in
+    Minari's order. Episodes are read one at a time; everything after that is vectorised over all steps.
+    """
+    obs_space, action_space = minari_dataset.observation_space, minari_dataset.action_space
+    check_action_space(action_space, minari_dataset.id)
+    discrete = isinstance(action_space, gym.spaces.Discrete)
+    blocks: dict[str, list[np.ndarray]] = {"all_obs": [], "actions": [], "rewards": [], "terminations": [], "truncations": []}
+    for episode in minari_dataset.iterate_episodes():
+        steps = len(episode.rewards)
+        episode_obs = flatten_batch(obs_space, episode.observations)  # [T+1, obs_dim]
+        if len(episode_obs) != steps + 1:
+            raise DatasetSourceError(
+                f"Minari dataset {minari_dataset.id!r}, episode {episode.id}: {len(episode_obs)} observations for "
+                f"{steps} steps, but Minari stores T+1 observations per episode; the dataset file is inconsistent."
+            )
+        blocks["all_obs"].append(episode_obs)
+        actions = np.asarray(episode.actions)
+        blocks["actions"].append(actions.reshape(steps).astype(np.int64) if discrete else as_rows(actions, np.float32))
+        for name in ("rewards", "terminations", "truncations"):
+            blocks[name].append(np.asarray(getattr(episode, name)).reshape(steps))
+    if not blocks["rewards"]:
+        raise DatasetSourceError(f"Minari dataset {minari_dataset.id!r} has no episodes; there is nothing to train on.")
+    lengths = np.array([len(rewards) for rewards in blocks["rewards"]], dtype=np.int64)  # [E]
+    columns = {name: np.concatenate(parts) for name, parts in blocks.items()}
+    all_obs = columns.pop("all_obs")  # [N + E, obs_dim]: o_0 .. o_T of every episode
+    is_first, is_last = np.zeros(len(all_obs), bool), np.zeros(len(all_obs), bool)
+    is_last[np.cumsum(lengths + 1) - 1] = True  # o_T of each episode
+    is_first[np.cumsum(lengths + 1) - 1 - lengths] = True  # o_0 of each episode
+    episode_starts = np.cumsum(lengths) - lengths  # [E] first row of each episode among the steps
+    columns["episode_index"] = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    columns["timestep"] = np.arange(lengths.sum(), dtype=np.int64) - np.repeat(episode_starts, lengths)
+    columns["observations"] = all_obs[~is_last]  # o_0 .. o_{T-1} of each episode
+    columns["next_observations"] = all_obs[~is_first]  # o_1 .. o_T of each episode
+    raw = minari_dataset.storage.metadata
+    env_spec = minari_dataset.env_spec
+    obs_json, original_obs_json = _observation_spaces(obs_space)
+    metadata = DatasetMetadata(
+        dataset_id=minari_dataset.id,
+        env_spec=None if env_spec is None else env_spec.to_json(),
+        observation_space=obs_json,
+        action_space=serialize_space(action_space),
+        original_observation_space=original_obs_json,
+        **{key: None if raw.get(key) is None else float(raw[key]) for key in ("ref_min_score", "ref_max_score")},
+    )
+    return build_dataset(columns, metadata)
+
+
+# ---------------------------------------------------------------- D4RL
+
+
+def from_d4rl(
+    arrays: Mapping[str, np.ndarray],
+    env_id: str | None = None,
+    *,
+    dataset_id: str = "d4rl",
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+) -> datasets.Dataset:
+    """A seqrl dataset from a D4RL-style dict of flat arrays (``observations, actions, rewards, terminals,
+    timeouts`` and optionally ``next_observations``).
+
+    An episode ends at each step with ``terminals | timeouts``; a step that has both is a termination. Steps
+    after the last flag form a final episode cut by the end of the log (a truncation). Without
+    ``next_observations``, ``s_{t+1}`` is the next row's observation; at an episode's last step it is unknown,
+    so a truncated episode drops its last step (the step before becomes the truncation, its ``s_{t+1}`` is
+    then known) and a terminated episode repeats ``s_t`` (never bootstrapped from, since the step is terminal).
+    Spaces come from ``gymnasium.make(env_id)`` when ``env_id`` is given, else from the data (unbounded Box
+    observations; Box actions unbounded, or ``Discrete(max + 1)`` for integer actions).
+    """
+    missing = [key for key in D4RL_KEYS if key not in arrays]
+    if missing:
+        raise DatasetSourceError(f"D4RL data {dataset_id!r} lacks the arrays {missing}; it needs {list(D4RL_KEYS)} "
+                                 "(and optionally next_observations), one row per step.")
+    sizes = {key: len(arrays[key]) for key in arrays}
+    if len(set(sizes.values())) != 1:
+        raise DatasetSourceError(f"D4RL data {dataset_id!r}: arrays have different numbers of rows {sizes}; "
+                                 "each needs one row per step.")
+    observations = as_rows(arrays["observations"], np.float32)  # [N, obs_dim]
+    actions = np.asarray(arrays["actions"])
+    terminals = np.asarray(arrays["terminals"], dtype=bool).reshape(-1)  # [N]
+    timeouts = np.asarray(arrays["timeouts"], dtype=bool).reshape(-1) & ~terminals  # [N]
+    num_steps = len(observations)
+    if num_steps and not (terminals[-1] or timeouts[-1]):
+        timeouts[-1] = True  # the log ends mid-episode: that last episode is truncated
+    keep = np.ones(num_steps, dtype=bool)
+    if "next_observations" in arrays:
+        next_observations = as_rows(arrays["next_observations"], np.float32)
+    else:
+        next_observations = np.empty_like(observations)
+        next_observations[:-1] = observations[1:]
+        next_observations[terminals] = observations[terminals]  # unused: terminal steps never bootstrap
+        truncated_rows = np.flatnonzero(timeouts)
+        keep[truncated_rows] = False  # s_{t+1} unknown at a truncated last step: drop that step ...
+        previous_rows = truncated_rows[truncated_rows > 0] - 1
+        timeouts[previous_rows] = True  # ... and end the episode one step earlier
+        timeouts &= ~terminals  # unless that step already ended the previous episode
+    done = terminals | timeouts  # [N]
+    episode_index = np.concatenate([[0], np.cumsum(done[:-1])]).astype(np.int64) if num_steps else np.zeros(0, np.int64)
+    columns = {
+        "episode_index": episode_index,
+        "observations": observations,
+        "actions": actions,
+        "rewards": np.asarray(arrays["rewards"]).reshape(num_steps),
+        "terminations": terminals,
+        "truncations": timeouts,
+        "next_observations": next_observations,
+    }
+    columns = {name: values[keep] for name, values in columns.items()}
+    starts, lengths = schema.episode_boundaries(columns["episode_index"])  # renumbered 0..E-1 below: dropping
+    columns["episode_index"] = np.repeat(np.arange(len(starts)), lengths)  # steps can remove one-step episodes
+    columns["timestep"] = np.arange(len(columns["rewards"])) - np.repeat(starts, lengths)
+    if env_id is not None:
+        try:
+            env = gym.make(env_id)
+        except gym.error.Error as error:
+            raise DatasetSourceError(f"D4RL data {dataset_id!r}: cannot make env {env_id!r} ({error}); import the package "
+                                     "that registers it, or pass env_id= with a registered gymnasium id.") from error
+        obs_space, action_space, env_spec = env.observation_space, env.action_space, env.spec.to_json()
+        env.close()
+    else:
+        obs_space, env_spec = gym.spaces.Box(-np.inf, np.inf, (observations.shape[1],), np.float32), None
+        if actions.dtype.kind in "iu":
+            action_space = gym.spaces.Discrete(int(actions.max()) + 1 if actions.size else 1)
+        else:
+            action_space = gym.spaces.Box(-np.inf, np.inf, (as_rows(actions).shape[1],), np.float32)
+    check_action_space(action_space, dataset_id)
+    obs_json, original_obs_json = _observation_spaces(obs_space)
+    metadata = DatasetMetadata(dataset_id, env_spec, obs_json, serialize_space(action_space), original_obs_json,
+                               ref_min_score, ref_max_score)
+    return build_dataset(columns, metadata)
+
+
+def read_d4rl_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(arrays, attributes) of a D4RL-style hdf5/npz file; attributes are ``env_id``/``env_name``,
+    ``dataset_id``, ``ref_min_score``, ``ref_max_score`` from hdf5 attrs or 0-d npz entries."""
+    path = Path(path)
+    names = D4RL_KEYS + ("next_observations",)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as file:
+            arrays = {key: file[key] for key in names if key in file.files}
+            raw_attrs = {key: file[key].item() for key in file.files if file[key].ndim == 0}
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as file:
+            arrays = {key: file[key][()] for key in names if key in file}
+            raw_attrs = dict(file.attrs)
+    attrs = {key: (value.decode() if isinstance(value, bytes) else value) for key, value in raw_attrs.items()}
+    found = {"env_id": attrs.get("env_id", attrs.get("env_name")), "dataset_id": attrs.get("dataset_id", path.stem)}
+    for key in ("ref_min_score", "ref_max_score"):
+        found[key] = None if attrs.get(key) is None else float(attrs[key])
+    return arrays, found
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def _is_datasets_folder(path: Path) -> bool:
+    return (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()
+
+
+def _minari_data_folder(path: Path) -> Path | None:
+    for candidate in (path / "data", path):
+        if (candidate / "metadata.json").is_file():
+            return candidate
+    return None
+
+
+def _load_from_disk(path: Path) -> datasets.Dataset:
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded:
+            raise DatasetSourceError(f"{path} holds the splits {list(loaded)}; seqrl reads the 'train' split. "
+                                     "Save the split you want with seqrl.data.sources.save_dataset(ds[split], path).")
+        loaded = loaded["train"]
+    return loaded
+
+
+def _builtin(dataset_id: str) -> minari.MinariDataset:
+    from seqrl.data import collect  # imported here: collection pulls in environments and behaviour policies
+
+    if dataset_id not in collect.BUILTIN_DATASETS:
+        raise DatasetSourceError(
+            f"{dataset_id!r} is not a built-in seqrl dataset. seqrl/... datasets are not downloaded: seqrl generates "
+            "them locally on first use (seqrl.data.collect.generate_builtin). "
+            f"Built-in ids: {sorted(collect.BUILTIN_DATASETS)}."
+        )
+    return collect.generate_builtin(dataset_id)
+
+
+def _download_minari(dataset_id: str) -> minari.MinariDataset:
+    local = get_dataset_path(dataset_id)
+    how = (f"Download it where a network is available with `minari download {dataset_id}` and point "
+           f"MINARI_DATASETS_PATH at the folder that holds it, or pass the dataset folder's path.")
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise DatasetSourceError(f"Minari dataset {dataset_id!r} is not in the local Minari folder ({local}) and "
+                                 f"HF_HUB_OFFLINE is set. {how}")
+    try:
+        minari.download_dataset(dataset_id)
+    except Exception as error:  # noqa: BLE001 - any network/remote failure ends up in the same advice
+        raise DatasetSourceError(f"Minari dataset {dataset_id!r} is not in the local Minari folder ({local}) and "
+                                 f"downloading it failed ({type(error).__name__}: {error}). {how}") from error
+    return minari.load_dataset(dataset_id)
+
+
+def _load_hub(repo_id: str) -> datasets.Dataset:
+    minari_hint = ""
+    if DATASET_ID_RE.fullmatch(repo_id) and "-v" in repo_id:
+        minari_hint = (f" If it is a Minari id, download it with `minari download {repo_id}` and set "
+                       f"MINARI_DATASETS_PATH (looked in {get_dataset_path(repo_id)}).")
+    try:
+        return datasets.load_dataset(repo_id, split="train")
+    except Exception as error:  # noqa: BLE001 - the Hub is the last resort; report every way the source was tried
+        raise DatasetSourceError(
+            f"could not load dataset {repo_id!r}: it is not a local folder or file, not a local Minari id, and "
+            f"loading it as a Hugging Face Hub dataset failed ({type(error).__name__}: {error}).{minari_hint}"
+        ) from error
+
+
+def load_dataset(
+    source: str | os.PathLike,
+    *,
+    validate: bool = True,
+    env_id: str | None = None,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+) -> datasets.Dataset:
+    """Load ``source`` as a seqrl dataset with metadata, validated with :func:`seqrl.data.schema.validate`.
+
+    ``env_id`` / ``ref_min_score`` / ``ref_max_score`` apply to D4RL files (overriding the file's attributes);
+    every other source carries its own metadata.
+    """
+    source = str(source)
+    path = Path(source).expanduser()
+    is_d4rl_file = path.is_file() and path.suffix in D4RL_FILE_SUFFIXES
+    if not is_d4rl_file and (env_id, ref_min_score, ref_max_score) != (None, None, None):
+        raise DatasetSourceError(f"env_id/ref_min_score/ref_max_score apply to D4RL .hdf5/.h5/.npz files only; {source!r} "
+                                 "carries its own metadata (change it with seqrl.data.schema.with_metadata).")
+    if path.is_dir():
+        if _is_datasets_folder(path):
+            ds = _load_from_disk(path)
+        elif (data_folder := _minari_data_folder(path)) is not None:
+            ds = from_minari(minari.MinariDataset(data_folder))
+        else:
+            raise DatasetSourceError(f"folder {source!r} is neither a datasets save_to_disk folder (no dataset_info.json) "
+                                     "nor a Minari dataset (no data/metadata.json).")
+    elif is_d4rl_file:
+        arrays, attrs = read_d4rl_file(path)
+        ds = from_d4rl(arrays, env_id or attrs["env_id"], dataset_id=attrs["dataset_id"],
+                       ref_min_score=attrs["ref_min_score"] if ref_min_score is None else ref_min_score,
+                       ref_max_score=attrs["ref_max_score"] if ref_max_score is None else ref_max_score)
+    elif path.is_file() or path.suffix in D4RL_FILE_SUFFIXES or source.startswith(("/", "./", "../", "~")):
+        raise DatasetSourceError(f"no dataset at path {source!r}: expected a save_to_disk or Minari folder, or a D4RL "
+                                 f"file ending in {D4RL_FILE_SUFFIXES}.")
+    elif DATASET_ID_RE.fullmatch(source) and (get_dataset_path(source) / "data").is_dir():
+        ds = from_minari(minari.load_dataset(source))
+    elif source.startswith("seqrl/"):
+        ds = from_minari(_builtin(source))
+    elif DATASET_ID_RE.fullmatch(source) and source.count("/") >= 2:  # Hub repo ids have exactly one '/'
+        ds = from_minari(_download_minari(source))
+    else:
+        ds = _load_hub(source)
+    if validate:
+        schema.validate(ds)
+    else:
+        schema.get_metadata(ds)  # still fail early on data without seqrl metadata
+    return ds
+
+
+def save_dataset(ds: datasets.Dataset, path: str | os.PathLike) -> None:
+    """``ds.save_to_disk(path)``, atomically: written to a temporary folder beside ``path``, then renamed, so a
+    failure never leaves a half-written folder nor damages a dataset already at ``path``."""
+    schema.get_metadata(ds)  # refuse to save data that would reload without metadata
+    path = Path(path).expanduser().absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    staging, retired = path.with_name(f".{path.name}.tmp-{token}"), path.with_name(f".{path.name}.old-{token}")
+    try:
+        ds.save_to_disk(str(staging))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if path.exists():
+        os.replace(path, retired)  # two renames: a folder cannot replace a non-empty folder in one step
+    os.replace(staging, path)
+    shutil.rmtree(retired, ignore_errors=True)
