@@ -50,15 +50,16 @@ def train(cfg: TrainConfig) -> Path:
     start = 0
     checkpoint = latest_checkpoint(run_dir) if cfg.resume else None
     if checkpoint is not None:
-        start = load_checkpoint(accelerator, checkpoint)
+        start = load_checkpoint(accelerator, checkpoint)  # also restores every process's RNG states
         accelerator.print(f"Resuming from {checkpoint} at step {start}.")
-    elif cfg.resume:
-        accelerator.print(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting at step 0.")
+    else:
+        if cfg.resume:
+            accelerator.print(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting at step 0.")
+        set_seed(cfg.seed, device_specific=True)  # dropout differs per process
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(run_dir / "train_config.yaml", draccus.dump(cfg))
     accelerator.init_trackers("seqrl", config=_flat_hparams(cfg))
-    set_seed(cfg.seed + start, device_specific=True)  # dropout differs per process; resumable by step
 
     unwrapped = accelerator.unwrap_model(algorithm)
     progress = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train {entry.name}",
@@ -67,19 +68,7 @@ def train(cfg: TrainConfig) -> Path:
     last_log = start
     for step in progress:
         batch = {k: torch.from_numpy(v).to(accelerator.device, non_blocking=True) for k, v in sampler.sample(step).items()}
-        with accelerator.accumulate(algorithm), accelerator.autocast():
-            output = algorithm(batch, step)
-            # One backward of the summed losses: each named loss reaches only its own optimizer's
-            # parameters (the algorithm detaches or freezes the rest), and DDP allows one backward
-            # per forward.
-            accelerator.backward(sum(output.losses().values()))
-            for name, optimizer in optimizers.items():
-                if accelerator.sync_gradients and cfg.algo.grad_clip:
-                    accelerator.clip_grad_norm_(_params(optimizer), cfg.algo.grad_clip)
-                optimizer.step()
-                schedulers[name].step()
-                optimizer.zero_grad(set_to_none=True)
-        unwrapped.after_step()
+        output = training_step(accelerator, algorithm, unwrapped, optimizers, schedulers, batch, step, cfg.algo.grad_clip)
         for key, value in output.metrics.items():
             running[key] = running.get(key, 0.0) + value.detach().float()
 
@@ -104,6 +93,24 @@ def train(cfg: TrainConfig) -> Path:
         _evaluate(accelerator, unwrapped.policy(), cfg, run_dir, cfg.steps, final=True)
     accelerator.end_training()
     return run_dir
+
+
+def training_step(accelerator: Accelerator, algorithm, unwrapped, optimizers: dict, schedulers: dict,
+                  batch: dict[str, torch.Tensor], step: int, grad_clip: float | None):
+    """One gradient step of any algorithm: forward under autocast, one backward of the summed named
+    losses (each reaches only its own optimizer's parameters, and DDP allows one backward per
+    forward), clip when gradients sync, step every optimizer and schedule, then ``after_step``."""
+    with accelerator.accumulate(algorithm), accelerator.autocast():
+        output = algorithm(batch, step)
+        accelerator.backward(sum(output.losses().values()))
+        for name, optimizer in optimizers.items():
+            if accelerator.sync_gradients and grad_clip:
+                accelerator.clip_grad_norm_(_params(optimizer), grad_clip)
+            optimizer.step()
+            schedulers[name].step()
+            optimizer.zero_grad(set_to_none=True)
+    unwrapped.after_step()
+    return output
 
 
 def _params(optimizer) -> list[torch.nn.Parameter]:
