@@ -8,6 +8,8 @@ run folder.
 import sys
 from pathlib import Path
 
+from accelerate import PartialState
+
 from seqrl.cli import run_cli
 from seqrl.training.cli import parse_train_args
 from seqrl.training.loop import train
@@ -15,7 +17,9 @@ from seqrl.training.loop import train
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_train_args(sys.argv[1:] if argv is None else argv, config_dir=Path(__file__).parent / "configs")
-    print(train(cfg).resolve())
+    run_dir = train(cfg)
+    if PartialState().is_main_process:
+        print(run_dir.resolve())
 
 
 if __name__ == "__main__":

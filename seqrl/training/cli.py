@@ -60,6 +60,9 @@ def parse_train_args(argv: list[str], config_dir: Path | None = None) -> TrainCo
     else:
         import seqrl.algos  # noqa: F401  (registers the algorithm choices before draccus decodes)
 
+        if _yaml_algo(config_path) is None:  # dotted --algo.* overrides need the choice named
+            rest += ["--algo.type", "dt"]
+
     try:
         cfg = draccus.parse(TrainConfig, config_path=config_path, args=rest, exit_on_error=False)
     except (draccus.utils.DecodingError, draccus.utils.DraccusException, draccus.ParsingError) as error:

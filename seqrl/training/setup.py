@@ -29,6 +29,9 @@ def make_accelerator(cfg, run_dir: Path) -> Accelerator:
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     return Accelerator(
+        # Without an accelerator device, say so: Accelerate then runs torchrun / `accelerate launch`
+        # processes as one gloo group (MULTI_CPU) instead of as independent copies.
+        cpu=not torch.accelerator.is_available(),
         mixed_precision=precision,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),

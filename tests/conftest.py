@@ -1,0 +1,50 @@
+"""Shared fixtures: small real-environment datasets saved as `datasets` folders, and a clean
+Accelerate state for tests that call the training loop in-process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from seqrl.data.collect import collect, write_minari
+from seqrl.data.sources import load_dataset, save_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _collected_dataset(root: Path, env_id: str, dataset_id: str, episodes: int) -> Path:
+    """Scripted episodes with noise (varied returns) from the built-in collector, saved to disk."""
+    with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(root / "minari")}):
+        buffers = collect(env_id, "scripted", episodes=episodes, seed=0, noise=0.5)
+        write_minari(dataset_id, buffers, env_id, ref_min_score=-1200.0 if "Pendulum" in env_id else 20.0,
+                     ref_max_score=-150.0 if "Pendulum" in env_id else 500.0)
+        dataset = load_dataset(dataset_id)
+    folder = root / dataset_id.replace("/", "_")
+    save_dataset(dataset, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pendulum_dir(tmp_path_factory) -> Path:
+    """12 noisy scripted Pendulum-v1 episodes (continuous actions, 2400 steps)."""
+    return _collected_dataset(tmp_path_factory.mktemp("pendulum"), "Pendulum-v1", "test/pendulum-v0", 12)
+
+
+@pytest.fixture(scope="session")
+def cartpole_dir(tmp_path_factory) -> Path:
+    """Noisy scripted CartPole-v1 episodes (discrete actions)."""
+    return _collected_dataset(tmp_path_factory.mktemp("cartpole"), "CartPole-v1", "test/cartpole-v0", 12)
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Accelerate keeps process-wide singletons; reset them so every in-process run starts clean."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    PartialState._reset_state()

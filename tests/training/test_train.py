@@ -1,0 +1,138 @@
+"""The training loop: exact resume, atomic checkpoints under SIGKILL, two processes, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from seqrl.training.checkpoint import latest_checkpoint
+from seqrl.training.cli import ConfigError, parse_train_args
+from seqrl.training.loop import train
+
+from ..conftest import REPO
+
+TINY = ["--algo.hidden_size", "16", "--algo.n_layer", "1", "--algo.context_len", "5", "--algo.batch_size", "8",
+        "--algo.warmup_steps", "2", "--log_every", "2", "--eval.final", "false"]
+
+
+def tiny_args(dataset: Path, output: Path, steps: int, *extra: str) -> list[str]:
+    return ["--data.dataset", str(dataset), "--output_dir", str(output), "--steps", str(steps), *TINY, *extra]
+
+
+def test_resume_continues_exactly(pendulum_dir, tmp_path):
+    straight = train(parse_train_args(tiny_args(pendulum_dir, tmp_path / "a", 12, "--checkpoint_every", "4")))
+    train(parse_train_args(tiny_args(pendulum_dir, tmp_path / "b", 8, "--checkpoint_every", "4")))
+    resumed = train(parse_train_args(tiny_args(pendulum_dir, tmp_path / "b", 12, "--checkpoint_every", "4", "--resume")))
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:  # same data, same RNG, same optimizer state: bit-identical weights
+        assert (a[key] == b[key]).all(), key
+    assert json.loads((latest_checkpoint(resumed) / "trainer_state.json").read_text()) == {"step": 12}
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_only_complete_checkpoints_and_resume_continues(pendulum_dir, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "train.py", *tiny_args(pendulum_dir, run, 100_000, "--checkpoint_every", "3",
+                                                  "--keep_checkpoints", "100")]
+    process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((run / "checkpoints").glob("step-*"))) < 3:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # no chance to clean up
+    process.wait()
+    steps = sorted((run / "checkpoints").glob("step-*"))
+    assert len(steps) >= 3, "the run did not reach three checkpoints in time"
+    for step in steps:  # every visible checkpoint is whole
+        assert json.loads((step / "trainer_state.json").read_text())["step"] == int(step.name.split("-")[1])
+        for name in ("model.safetensors", "optimizer.bin", "scheduler.bin", "policy/model.safetensors", "policy/config.json"):
+            assert (step / name).is_file(), f"{step / name} missing"
+    last = int(latest_checkpoint(run).name.split("-")[1])
+    result = subprocess.run([sys.executable, "train.py", *tiny_args(pendulum_dir, run, last + 4, "--resume")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Resuming from {run / 'checkpoints' / f'step-{last:08d}'} at step {last}" in result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(run.resolve())
+    assert json.loads((latest_checkpoint(run) / "trainer_state.json").read_text()) == {"step": last + 4}
+    assert not list((run / "checkpoints").glob(".tmp-*")), "leftover temporary checkpoint not cleared"
+
+
+DRAW_SCRIPT = """
+import sys, torch
+from seqrl.data.sources import load_dataset
+from seqrl.data.schema import get_metadata
+from seqrl.registry import get
+from seqrl.training.setup import make_accelerator
+from seqrl.training.config import TrainConfig
+from pathlib import Path
+cfg = TrainConfig()
+accelerator = make_accelerator(cfg, Path(sys.argv[2]))
+dataset = load_dataset(sys.argv[1])
+algorithm = get("dt").algorithm(cfg.algo, get_metadata(dataset))
+sampler = algorithm.make_sampler(dataset, 0, accelerator.process_index, accelerator.num_processes)
+states = torch.from_numpy(sampler.sample(0)["states"])
+gathered = accelerator.gather(states[None])
+if accelerator.is_main_process:
+    print("PROCESSES", accelerator.num_processes, "SAME", bool(torch.equal(gathered[0], gathered[1])))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_draw_different_data_and_only_main_writes(pendulum_dir, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = tmp_path / "draw.py"
+    script.write_text(DRAW_SCRIPT)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    draw = subprocess.run([*torchrun, str(script), str(pendulum_dir), str(tmp_path / "x")], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert "PROCESSES 2 SAME False" in draw.stdout, draw.stdout + draw.stderr[-3000:]
+
+    run = tmp_path / "ddp"
+    result = subprocess.run([*torchrun, "train.py", *tiny_args(pendulum_dir, run, 6, "--checkpoint_every", "3")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines() == [str(run.resolve())]  # printed once, by the main process
+    events = list((run / "logs").rglob("events.out.tfevents.*"))
+    assert len({e.name.split(".")[-2] for e in events}) == 1, f"TensorBoard files from several processes: {events}"
+    step = latest_checkpoint(run)
+    # Accelerate keeps one RNG file per process; everything else exists once.
+    assert sorted(p.name for p in step.glob("random_states_*")) == ["random_states_0.pkl", "random_states_1.pkl"]
+    assert (run / "model.safetensors").is_file() and (run / "config.json").is_file()
+
+
+def test_unknown_config_key_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algo:\n  type: dt\n  hiden_size: 64\nsteps: 10\n")
+    with pytest.raises(ConfigError, match=r"hiden_size.*not valid.*python train.py --help"):
+        parse_train_args(["--config", str(bad)])
+    with pytest.raises(ConfigError, match="unrecognized arguments: --stepz"):
+        parse_train_args(["--stepz", "3"])
+    with pytest.raises(ConfigError, match="no such file"):
+        parse_train_args(["--config", str(tmp_path / "missing.yaml")])
+    with pytest.raises(ConfigError, match="--resume needs --output_dir"):
+        parse_train_args(["--resume"])
+
+
+def test_cli_prints_one_error_line_and_keeps_existing_run(pendulum_dir, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(b"precious")
+    result = subprocess.run([sys.executable, "train.py", "--output_dir", str(run), "--algo.hiden_size", "3"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: Invalid configuration") and "Traceback" not in result.stderr
+    assert (run / "model.safetensors").read_bytes() == b"precious"
+
+
+def test_defaults_come_from_the_pendulum_config():
+    cfg = parse_train_args([], config_dir=REPO / "configs")
+    assert cfg.data.dataset == "seqrl/pendulum/mixed-v0" and cfg.algo_name == "dt"
+    assert cfg.algo.context_len == 20 and cfg.algo.hidden_size == 128 and cfg.algo.n_layer == 3
