@@ -118,12 +118,26 @@ def load_policy(name_or_path: str | os.PathLike, revision: str | None = None, de
             ) from error
     policy_class = _policy_class(config, name_or_path)
     try:
-        policy = policy_class.from_pretrained(name_or_path, revision=revision, use_safetensors=True)
+        policy, loading = policy_class.from_pretrained(
+            name_or_path, revision=revision, use_safetensors=True, output_loading_info=True
+        )
     except Exception as error:  # safetensors / shape errors come in many types; all mean one thing here
         raise PolicyLoadError(
             f"Could not load the weights of '{name_or_path}' ({type(error).__name__}: {error}). "
             "model.safetensors is corrupt or does not match config.json; re-save or re-download the policy."
         ) from error
+    # transformers only warns about weights that are missing from the file (it initialises them at random)
+    # or that the model has no place for; either way the policy would act with weights nobody trained.
+    problems = {kind: sorted(map(str, loading.get(kind) or ())) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    problems = {kind: keys for kind, keys in problems.items() if keys}
+    if problems:
+        details = "; ".join(
+            f"{kind.replace('_', ' ')}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}" for kind, keys in problems.items()
+        )
+        raise PolicyLoadError(
+            f"The weights of '{name_or_path}' do not fit its {policy_class.__name__} ({details}): model.safetensors "
+            "does not match config.json. Re-save or re-download the policy."
+        )
     return policy.to(device) if device else policy
 
 

@@ -278,12 +278,14 @@ def _download_minari(dataset_id: str) -> minari.MinariDataset:
 
 
 def _load_hub(repo_id: str) -> datasets.Dataset:
+    from seqrl.hub.data import load_dataset_from_hub  # imported here: seqrl.hub imports the registry and algorithms
+
     minari_hint = ""
     if DATASET_ID_RE.fullmatch(repo_id) and "-v" in repo_id:
         minari_hint = (f" If it is a Minari id, download it with `minari download {repo_id}` and set "
                        f"MINARI_DATASETS_PATH (looked in {get_dataset_path(repo_id)}).")
     try:
-        return datasets.load_dataset(repo_id, split="train")
+        return load_dataset_from_hub(repo_id)  # the Parquet data plus its seqrl_metadata.json; offline from the cache
     except Exception as error:  # noqa: BLE001 - the Hub is the last resort; report every way the source was tried
         raise DatasetSourceError(
             f"could not load dataset {repo_id!r}: it is not a local folder or file, not a local Minari id, and "

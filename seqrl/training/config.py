@@ -47,6 +47,9 @@ class TrainConfig:
     """Gradient steps in total (a resumed run continues up to this number)."""
     seed: int = 0
     """Seed of model init, sampling and dropout."""
+    init_from: str | None = None
+    """Start from the weights of a trained policy (folder or Hub id) of the same algorithm and sizes,
+    e.g. to fine-tune it on new data. Ignored when resuming from a checkpoint."""
     resume: bool = False
     """Continue from the last complete checkpoint in output_dir."""
     log_every: int = 100

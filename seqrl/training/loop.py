@@ -10,6 +10,7 @@ process samples its own stream, and only the main process writes files.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import draccus
@@ -23,11 +24,14 @@ from seqrl.data.schema import get_metadata
 from seqrl.registry import entry_for_config
 from seqrl.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from seqrl.training.config import TrainConfig
-from seqrl.training.setup import build_optimizers, check_compatible, make_accelerator, save_policy
+from seqrl.training.setup import build_optimizers, check_compatible, initialize_from, make_accelerator, save_policy
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Train ``cfg.algo`` on ``cfg.data`` for ``cfg.steps`` steps; returns the run folder."""
+def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = None) -> Path:
+    """Train ``cfg.algo`` on ``cfg.data`` for ``cfg.steps`` steps; returns the run folder.
+
+    ``on_checkpoint(checkpoint_dir, step)`` runs on the main process after each checkpoint is
+    complete (``train.py --push_to_hub ... --push_every_checkpoint`` pushes it to the Hub)."""
     entry = entry_for_config(cfg.algo)
     run_dir = Path(cfg.output_dir or f"runs/{entry.name}-{Path(cfg.data.dataset).name}")
     accelerator = make_accelerator(cfg, run_dir)
@@ -37,6 +41,8 @@ def train(cfg: TrainConfig) -> Path:
     metadata = get_metadata(dataset)
     check_compatible(entry, metadata, cfg.data.dataset)
     algorithm = entry.algorithm(cfg.algo, metadata)
+    if cfg.init_from and not (cfg.resume and latest_checkpoint(run_dir)):
+        initialize_from(algorithm.policy(), cfg.init_from)
     sampler = algorithm.make_sampler(dataset, cfg.seed, accelerator.process_index, accelerator.num_processes)
     optimizers, schedulers = build_optimizers(algorithm, cfg.algo)
     algorithm = accelerator.prepare(algorithm)
@@ -59,6 +65,7 @@ def train(cfg: TrainConfig) -> Path:
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(run_dir / "train_config.yaml", draccus.dump(cfg))
+        _write_atomic(run_dir / "dataset_metadata.json", metadata.to_json())  # statistics for the model card
     accelerator.init_trackers("seqrl", config=_flat_hparams(cfg))
 
     unwrapped = accelerator.unwrap_model(algorithm)
@@ -80,7 +87,9 @@ def train(cfg: TrainConfig) -> Path:
             progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if not k.startswith("lr/")})
             running, last_log = {}, done
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            save_checkpoint(accelerator, algorithm, run_dir, done, cfg.keep_checkpoints)
+            checkpoint = save_checkpoint(accelerator, algorithm, run_dir, done, cfg.keep_checkpoints)
+            if on_checkpoint is not None and accelerator.is_main_process:
+                on_checkpoint(checkpoint, done)
         if cfg.eval.every and done % cfg.eval.every == 0 and done < cfg.steps:
             _evaluate(accelerator, unwrapped.policy(), cfg, run_dir, done, final=False)
 

@@ -64,6 +64,25 @@ def check_compatible(entry: Entry, metadata: DatasetMetadata, source: str) -> No
     )
 
 
+def initialize_from(policy: SeqRLPolicy, source: str) -> None:
+    """Copy the weights of the trained policy at ``source`` (folder or Hub id) into ``policy``."""
+    from seqrl.registry import load_policy
+
+    pretrained = load_policy(source)
+    if type(pretrained) is not type(policy):
+        raise IncompatibleDatasetError(
+            f"--init_from {source} holds a {type(pretrained).__name__}, but this run trains a "
+            f"{type(policy).__name__}; pass --algo {pretrained.config.algo} or another policy."
+        )
+    mismatched = [k for k, v in pretrained.state_dict().items() if policy.state_dict()[k].shape != v.shape]
+    if mismatched:
+        raise IncompatibleDatasetError(
+            f"--init_from {source}: weight shapes differ from this run's model ({', '.join(mismatched[:5])}); "
+            "use the same model sizes (e.g. its train_config.yaml) and a dataset with the same spaces."
+        )
+    policy.load_state_dict(pretrained.state_dict())
+
+
 def save_policy(policy: SeqRLPolicy, run_dir: Path) -> None:
     """Write the policy into ``run_dir`` without ever leaving a half-written file there."""
     tmp = run_dir / ".policy-tmp"

@@ -219,28 +219,25 @@ def test_save_dataset_failure_leaves_existing_folder_untouched(tmp_path, make_da
     assert load_dataset(str(tmp_path / "ds")).num_rows == ds.num_rows
 
 
-def test_hub_repo_uses_datasets_load_dataset(monkeypatch, make_dataset):
+def test_hub_repo_uses_the_hub_loader(monkeypatch, make_dataset):
+    from seqrl.hub import data as hub_data
+
     ds, _ = make_dataset()
     calls = []
-
-    def fake_hub(repo_id, split=None):
-        calls.append((repo_id, split))
-        return ds
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    monkeypatch.setattr(hub_data, "load_dataset_from_hub", lambda repo_id: calls.append(repo_id) or ds)
     assert get_metadata(load_dataset("someone/offline-data")) == get_metadata(ds)
-    assert calls == [("someone/offline-data", "train")]
-    monkeypatch.setattr(datasets, "load_dataset", lambda repo_id, split=None: datasets.Dataset.from_dict({"rewards": [0.0]}))
-    with pytest.raises(MetadataError, match="no seqrl metadata"):
-        load_dataset("someone/plain-data")
+    assert calls == ["someone/offline-data"]
 
 
 def test_hub_failure_lists_what_was_tried(monkeypatch):
-    def missing(repo_id, split=None):
-        raise FileNotFoundError(f"Dataset '{repo_id}' doesn't exist on the Hub")
+    from seqrl.hub import data as hub_data
+    from seqrl.hub.errors import HubError
 
-    monkeypatch.setattr(datasets, "load_dataset", missing)
-    with pytest.raises(DatasetSourceError, match=r"not a local folder or file, not a local Minari id.*doesn't exist on the Hub"):
+    def missing(repo_id):
+        raise HubError(f"Repo '{repo_id}' was not found while downloading the dataset")
+
+    monkeypatch.setattr(hub_data, "load_dataset_from_hub", missing)
+    with pytest.raises(DatasetSourceError, match=r"not a local folder or file, not a local Minari id.*was not found.*minari download"):
         load_dataset("someone/nothing-v2")
 
 

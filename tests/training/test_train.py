@@ -136,3 +136,15 @@ def test_defaults_come_from_the_pendulum_config():
     cfg = parse_train_args([], config_dir=REPO / "configs")
     assert cfg.data.dataset == "seqrl/pendulum/mixed-v0" and cfg.algo_name == "dt"
     assert cfg.algo.context_len == 20 and cfg.algo.hidden_size == 128 and cfg.algo.n_layer == 3
+
+
+def test_init_from_starts_from_a_trained_policy(pendulum_dir, tmp_path):
+    first = train(parse_train_args(tiny_args(pendulum_dir, tmp_path / "a", 4)))
+    # learning rate 0: the second run's weights stay exactly the ones it started from
+    second = train(parse_train_args(tiny_args(pendulum_dir, tmp_path / "b", 1, "--init_from", str(first),
+                                              "--algo.learning_rate", "0")))
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
+    with pytest.raises(Exception, match="weight shapes differ"):
+        train(parse_train_args(tiny_args(pendulum_dir, tmp_path / "c", 1, "--init_from", str(first),
+                                         "--algo.hidden_size", "8")))
