@@ -135,7 +135,7 @@ def test_cli_prints_one_error_line_and_keeps_existing_run(pendulum_dir, tmp_path
 def test_defaults_come_from_the_pendulum_config():
     cfg = parse_train_args([], config_dir=REPO / "configs")
     assert cfg.data.dataset == "seqrl/pendulum/mixed-v0" and cfg.algo_name == "dt"
-    assert cfg.algo.context_len == 20 and cfg.algo.hidden_size == 128 and cfg.algo.n_layer == 3
+    assert cfg.algo.context_len == 10 and cfg.algo.hidden_size == 64 and cfg.algo.n_layer == 3
 
 
 def test_init_from_starts_from_a_trained_policy(pendulum_dir, tmp_path):
