@@ -40,10 +40,10 @@ def make_accelerator(cfg, run_dir: Path) -> Accelerator:
 
 def build_optimizers(algorithm: Algorithm, cfg: AlgoConfig) -> tuple[dict, dict]:
     """One AdamW per named parameter group set, each with a linear warm-up schedule."""
-    fused = torch.cuda.is_available()  # one kernel for all parameters; the CPU path uses foreach
+    fused = True  # one multi-tensor kernel for all parameters, on CPU and GPU alike
     optimizers, schedulers = {}, {}
     for name, groups in algorithm.optimizer_groups().items():
-        optimizers[name] = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused or None)
+        optimizers[name] = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused)
         warmup = max(cfg.warmup_steps, 1)
         schedulers[name] = torch.optim.lr_scheduler.LambdaLR(optimizers[name], lambda s, w=warmup: min(1.0, (s + 1) / w))
     return optimizers, schedulers

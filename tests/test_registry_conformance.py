@@ -1,0 +1,100 @@
+"""Every registered algorithm, tested by being registered: it trains in the one loop, writes a policy
+folder that loads by itself and acts, keeps each named loss on its own optimizer's parameters,
+and refuses data or target returns it cannot use with a clear error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from seqrl import registry
+from seqrl.data.schema import get_metadata
+from seqrl.data.sources import load_dataset
+from seqrl.models.policy import PolicyError
+from seqrl.training.cli import parse_train_args
+from seqrl.training.loop import train
+from seqrl.training.setup import IncompatibleDatasetError
+
+NAMES = registry.names()
+
+
+def dataset_for(entry, pendulum_dir, cartpole_dir):
+    return pendulum_dir if entry.algorithm.supports_continuous else cartpole_dir
+
+
+def quick_args(name, data, output, steps=3):
+    return ["--algo", name, "--data.dataset", str(data), "--output_dir", str(output), "--steps", str(steps),
+            "--algo.batch_size", "8", "--log_every", "1", "--checkpoint_every", "2",
+            "--eval.episodes", "1", "--eval.num_envs", "1"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trains_saves_loads_and_evaluates(name, pendulum_dir, cartpole_dir, tmp_path):
+    entry = registry.get(name)
+    run = train(parse_train_args(quick_args(name, dataset_for(entry, pendulum_dir, cartpole_dir), tmp_path / "run")))
+    policy = registry.load_policy(run)
+    assert type(policy) is entry.policy and policy.config.algo == name
+    report = json.loads((run / "eval_info.json").read_text())
+    assert all(row["episodes"] == 1 and np.isfinite(row["return_mean"]) for row in report["results"])
+    assert (len(report["results"]) == 3) == policy.uses_target_return  # three default targets, or one plain row
+
+    twin = registry.load_policy(run)
+    observations = np.random.default_rng(0).normal(size=(4, policy.config.state_dim)).astype(np.float32)
+    target = policy.config.target_returns[-1] if policy.uses_target_return else None
+    for p in (policy, twin):
+        p.reset(4, target)
+    first, second = policy.act(observations), twin.act(observations)
+    np.testing.assert_array_equal(first, second)
+    if policy.config.discrete_actions:
+        assert first.dtype == np.int64 and ((0 <= first) & (first < policy.config.act_dim)).all()
+    else:
+        low, high = np.array(policy.config.action_low), np.array(policy.config.action_high)
+        assert first.shape == (4, policy.config.act_dim) and (first >= low - 1e-6).all() and (first <= high + 1e-6).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_target_returns_only_for_return_conditioned_policies(name, pendulum_dir, cartpole_dir, tmp_path):
+    entry = registry.get(name)
+    dataset = load_dataset(str(dataset_for(entry, pendulum_dir, cartpole_dir)))
+    policy = entry.algorithm(entry.config(), get_metadata(dataset)).policy()
+    if policy.uses_target_return:
+        policy.reset(2, 100.0)
+    else:
+        with pytest.raises(PolicyError, match="not return-conditioned, so it cannot use a target return"):
+            policy.reset(2, 100.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_named_loss_reaches_only_its_optimizer(name, pendulum_dir, cartpole_dir):
+    entry = registry.get(name)
+    dataset = load_dataset(str(dataset_for(entry, pendulum_dir, cartpole_dir)))
+    config = entry.config()
+    config.batch_size = 16
+    algorithm = entry.algorithm(config, get_metadata(dataset))
+    batch = {k: torch.from_numpy(v) for k, v in algorithm.make_sampler(dataset, seed=0).sample(0).items()}
+    losses = algorithm.compute_loss(batch, step=0).losses()
+    groups = algorithm.optimizer_groups()
+    assert set(losses) <= set(groups), f"losses {set(losses)} without an optimizer in {set(groups)}"
+    owner = {id(p): name for name, param_groups in groups.items() for g in param_groups for p in g["params"]}
+    params = [p for p in algorithm.parameters() if p.requires_grad]
+    assert all(id(p) in owner for p in params), "a trainable parameter belongs to no optimizer"
+    for loss_name, loss in losses.items():
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        leaked = {owner[id(p)] for p, g in zip(params, grads) if g is not None and g.abs().sum() > 0} - {loss_name}
+        assert not leaked, f"loss '{loss_name}' sends gradients to the '{leaked}' optimizer's parameters"
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not registry.get(n).algorithm.supports_discrete])
+def test_continuous_only_algorithms_refuse_discrete_data(name, cartpole_dir, tmp_path):
+    with pytest.raises(IncompatibleDatasetError, match="has discrete actions.*Algorithms for discrete actions"):
+        train(parse_train_args(quick_args(name, cartpole_dir, tmp_path / "run")))
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not registry.get(n).algorithm.supports_continuous])
+def test_discrete_only_algorithms_refuse_continuous_data(name, pendulum_dir, tmp_path):
+    with pytest.raises(IncompatibleDatasetError, match="has continuous actions.*Algorithms for continuous actions"):
+        train(parse_train_args(quick_args(name, pendulum_dir, tmp_path / "run")))
