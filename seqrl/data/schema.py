@@ -25,6 +25,7 @@ from datasets.fingerprint import generate_random_fingerprint
 from datasets.table import InMemoryTable
 from minari.serialization import deserialize_space
 
+from seqrl.data.columns import iter_blocks
 from seqrl.errors import SeqRLError
 
 COLUMNS = (
@@ -140,13 +141,32 @@ def episode_boundaries(episode_index: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return starts, np.diff(np.r_[starts, episode_index.size]).astype(np.int64)
 
 
+def run_start_flags(episode_index: np.ndarray, previous: int | None = None) -> np.ndarray:
+    """``[n]`` bool: the rows of ``episode_index`` [n] that start a run of equal values. For a block of a longer
+    column, ``previous`` is the value of the row before the block (None at the column's start)."""
+    flags = np.empty(len(episode_index), dtype=bool)
+    if len(flags):
+        flags[0] = previous is None or episode_index[0] != previous
+        np.not_equal(episode_index[1:], episode_index[:-1], out=flags[1:])
+    return flags
+
+
 def as_rows(values, dtype=None) -> np.ndarray:
     """``values`` [N, *shape] (or [N]) as a 2-D ``[N, prod(shape)]`` array, also for N = 0."""
     values = np.asarray(values, dtype=dtype)
     return values.reshape(len(values), int(np.prod(values.shape[1:])))
 
 
-def _chunk_to_numpy(chunk: pa.Array) -> np.ndarray:
+def require_columns(ds: datasets.Dataset, columns: Sequence[str]) -> None:
+    """Raise :class:`DatasetValidationError` unless ``ds`` has all the named columns."""
+    missing = [name for name in columns if name not in ds.column_names]
+    if missing:
+        raise DatasetValidationError(f"dataset is missing column(s) {missing}; seqrl datasets have the columns "
+                                     f"{list(COLUMNS)}. Build them with seqrl.data.load_dataset or build_dataset.")
+
+
+def chunk_to_numpy(chunk: pa.Array) -> np.ndarray:
+    """One Arrow array as numpy: ``[n]`` scalars, ``[n, width]`` for a fixed-size list."""
     if pa.types.is_fixed_size_list(chunk.type):  # flatten() honours slice offsets, .values does not
         return chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, chunk.type.list_size)
     return chunk.to_numpy(zero_copy_only=False)
@@ -154,15 +174,12 @@ def _chunk_to_numpy(chunk: pa.Array) -> np.ndarray:
 
 def dataset_to_numpy(ds: datasets.Dataset, columns: Sequence[str] = COLUMNS) -> dict[str, np.ndarray]:
     """The named columns of ``ds`` (after any ``select``) as numpy: ``[N]`` scalars, ``[N, n]`` fixed-size lists."""
-    missing = [name for name in columns if name not in ds.column_names]
-    if missing:
-        raise DatasetValidationError(f"dataset is missing column(s) {missing}; seqrl datasets have the columns "
-                                     f"{list(COLUMNS)}. Build them with seqrl.data.load_dataset or build_dataset.")
+    require_columns(ds, columns)
     table = ds.select_columns(list(columns)).with_format("arrow")[:]  # applies any indices mapping
     arrays = {}
     for name in columns:
         chunks = table.column(name).chunks or [pa.array([], type=table.column(name).type)]
-        arrays[name] = _chunk_to_numpy(chunks[0]) if len(chunks) == 1 else np.concatenate([_chunk_to_numpy(c) for c in chunks])
+        arrays[name] = chunk_to_numpy(chunks[0]) if len(chunks) == 1 else np.concatenate([chunk_to_numpy(c) for c in chunks])
     return arrays
 
 
@@ -214,16 +231,36 @@ def build_dataset(columns: Mapping[str, np.ndarray], metadata: DatasetMetadata) 
 _TOLERANCE = 1e-5  # Box bounds are checked with this slack, for float32 round-off
 
 
-def _fail(column: str, bad_rows: np.ndarray, episode_index: np.ndarray, timestep: np.ndarray, problem: str, fix: str):
-    """Raise for the first row where ``bad_rows`` [N] bool is set, naming its episode and all affected episodes."""
-    rows = np.flatnonzero(bad_rows)
-    first = int(rows[0])
-    episodes = np.unique(episode_index[rows]).tolist()
-    listed = f"{episodes}" if len(episodes) <= 10 else f"{episodes[:10]} and {len(episodes) - 10} more"
-    raise DatasetValidationError(
-        f"column {column!r}: {problem} in episode {int(episode_index[first])} at timestep {int(timestep[first])} "
-        f"(row {first}); {rows.size} row(s) affected in episode(s) {listed}. {fix}"
-    )
+class _BadRows:
+    """Rows failing one check, gathered block by block: how many, the first one (row, episode, timestep) and
+    the episodes they lie in. Blocks must be added in row order."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: tuple[int, int, int] | None = None
+        self.episodes: list[np.ndarray] = []
+
+    def add(self, bad: np.ndarray, episode_index: np.ndarray, timestep: np.ndarray, offset: int) -> None:
+        """Record the rows where ``bad`` [n] is set; the arrays are [n] and start at row ``offset``."""
+        rows = np.flatnonzero(bad)
+        if rows.size == 0:
+            return
+        if self.first is None:
+            self.first = (offset + int(rows[0]), int(episode_index[rows[0]]), int(timestep[rows[0]]))
+        self.count += rows.size
+        self.episodes.append(np.unique(episode_index[rows]))
+
+    def fail(self, column: str, problem: str, fix: str) -> None:
+        """Raise for the first recorded row, naming its episode and all affected episodes (nothing if none)."""
+        if self.first is None:
+            return
+        first, episode, timestep = self.first
+        episodes = np.unique(np.concatenate(self.episodes)).tolist()
+        listed = f"{episodes}" if len(episodes) <= 10 else f"{episodes[:10]} and {len(episodes) - 10} more"
+        raise DatasetValidationError(
+            f"column {column!r}: {problem} in episode {episode} at timestep {timestep} "
+            f"(row {first}); {self.count} row(s) affected in episode(s) {listed}. {fix}"
+        )
 
 
 def _rows_where(predicate, values: np.ndarray, chunk_rows: int = 1 << 16) -> np.ndarray:
@@ -278,6 +315,10 @@ def validate(ds: datasets.Dataset) -> None:
     are finite; Box actions lie in ``[low - 1e-5, high + 1e-5]`` and Discrete ids in ``[start, start + n)``;
     each episode's rows are one contiguous block with ``timestep = 0 .. T-1``; ``T >= 2``; and the
     termination/truncation flags are set on the last step of each episode and nowhere before it.
+
+    The rows are read in blocks (:func:`seqrl.data.columns.iter_blocks`; streamed from the Arrow files of a
+    saved dataset, not through its memory map), so memory does not grow with the dataset; episodes may span
+    blocks. The problems are reported in the order above.
     """
     metadata = get_metadata(ds)
     if ds.num_rows == 0:
@@ -285,28 +326,61 @@ def validate(ds: datasets.Dataset) -> None:
             f"dataset {metadata.dataset_id!r} is empty (0 rows); check the source and any filter that removed every episode."
         )
     _check_types(ds, metadata)
-    cols = dataset_to_numpy(ds)
-    episode_index, timestep = cols["episode_index"], cols["timestep"]
-    drop_fix = ("Repair the source data, or drop those episodes: "
-                "ds.filter(lambda e: e not in {...}, input_columns='episode_index').")
-    for name in ("observations", "next_observations", "rewards") + (() if metadata.is_discrete else ("actions",)):
-        bad = _rows_where(lambda x: ~np.isfinite(x), cols[name])
-        if bad.any():
-            _fail(name, bad, episode_index, timestep, "NaN or inf values", drop_fix)
     space = metadata.action_space_obj
+    finite_columns = ("observations", "next_observations", "rewards") + (() if metadata.is_discrete else ("actions",))
     if metadata.is_discrete:
-        bad = (cols["actions"] < space.start) | (cols["actions"] >= space.start + space.n)
+        outside_space = lambda a: (a < space.start) | (a >= space.start + space.n)  # noqa: E731
         problem = f"action id outside [{int(space.start)}, {int(space.start + space.n)}) of {space}"
     else:
         low, high = space.low - _TOLERANCE, space.high + _TOLERANCE  # [act_dim]
-        bad = _rows_where(lambda a: (a < low) | (a > high), cols["actions"])
+        outside_space = lambda a: _rows_where(lambda block: (block < low) | (block > high), a)  # noqa: E731
         problem = f"action outside the bounds of {space} (tolerance {_TOLERANCE})"
-    if bad.any():
-        _fail("actions", bad, episode_index, timestep, problem,
-              "Clip the actions to the space, or declare the space the data was collected in.")
+    non_finite = {name: _BadRows() for name in finite_columns}
+    bad_actions, bad_timesteps, ended_early, not_ended = _BadRows(), _BadRows(), _BadRows(), _BadRows()
+    run_starts, run_ids = [], []  # per block: first rows of runs of equal episode_index [runs], and their ids
+    offset = 0
+    run_start = 0  # first row of the run that holds the previous block's last row
+    previous = None  # (row, episode, timestep, done) of the previous block's last row; whether it ends its
+    # episode is known only from the next block's first row
+    for block in iter_blocks(ds, COLUMNS):
+        cols = {name: chunk_to_numpy(array) for name, array in block.items()}
+        episode_index, timestep = cols["episode_index"], cols["timestep"]
+        size = len(episode_index)
+        rows = np.arange(offset, offset + size)  # [n] global row numbers
+        for name in finite_columns:
+            non_finite[name].add(_rows_where(lambda x: ~np.isfinite(x), cols[name]), episode_index, timestep, offset)
+        bad_actions.add(outside_space(cols["actions"]), episode_index, timestep, offset)
 
-    starts, lengths = episode_boundaries(episode_index)  # [E], [E]
-    block_ids = episode_index[starts]
+        is_start = run_start_flags(episode_index, None if previous is None else previous[1])  # [n]
+        run_starts.append(rows[is_start])
+        run_ids.append(episode_index[is_start])
+        latest_start = np.where(is_start, rows, -1)
+        latest_start[0] = rows[0] if is_start[0] else run_start
+        latest_start = np.maximum.accumulate(latest_start)  # [n]: first row of each row's run
+        bad_timesteps.add(timestep != rows - latest_start, episode_index, timestep, offset)
+        run_start = int(latest_start[-1])
+
+        done = cols["terminations"] | cols["truncations"]  # [n]
+        if previous is not None:
+            row, episode, step, was_done = previous
+            ended_early.add(np.array([was_done and not is_start[0]]), np.array([episode]), np.array([step]), row)
+            not_ended.add(np.array([is_start[0] and not was_done]), np.array([episode]), np.array([step]), row)
+        is_last = is_start[1:]  # [n - 1]: rows before the block's last one that end their run
+        ended_early.add(done[:-1] & ~is_last, episode_index, timestep, offset)
+        not_ended.add(is_last & ~done[:-1], episode_index, timestep, offset)
+        previous = (offset + size - 1, int(episode_index[-1]), int(timestep[-1]), bool(done[-1]))
+        offset += size
+    row, episode, step, was_done = previous  # the last row of the dataset ends its episode
+    not_ended.add(np.array([not was_done]), np.array([episode]), np.array([step]), row)
+
+    drop_fix = ("Repair the source data, or drop those episodes: "
+                "ds.filter(lambda e: e not in {...}, input_columns='episode_index').")
+    for name in finite_columns:
+        non_finite[name].fail(name, "NaN or inf values", drop_fix)
+    bad_actions.fail("actions", problem, "Clip the actions to the space, or declare the space the data was collected in.")
+
+    starts, block_ids = np.concatenate(run_starts), np.concatenate(run_ids)  # [E], [E]
+    lengths = np.diff(np.r_[starts, offset])  # [E]
     unique_ids, block_counts = np.unique(block_ids, return_counts=True)
     if (block_counts > 1).any():
         split_id = unique_ids[np.argmax(block_counts > 1)]
@@ -316,11 +390,8 @@ def validate(ds: datasets.Dataset) -> None:
             f"(starting at rows {rows[:5].tolist()}); the rows of an episode must be contiguous. "
             "Sort the dataset with ds.sort(['episode_index', 'timestep'])."
         )
-    expected_timestep = np.arange(len(timestep)) - np.repeat(starts, lengths)  # [N]: 0..T-1 in each episode
-    bad = timestep != expected_timestep
-    if bad.any():
-        _fail("timestep", bad, episode_index, timestep, "timestep out of order (expected 0, 1, ..., T-1)",
-              "Sort the dataset with ds.sort(['episode_index', 'timestep']) and renumber timesteps from 0.")
+    bad_timesteps.fail("timestep", "timestep out of order (expected 0, 1, ..., T-1)",
+                       "Sort the dataset with ds.sort(['episode_index', 'timestep']) and renumber timesteps from 0.")
     if (lengths < 2).any():
         short = block_ids[lengths < 2]
         raise DatasetValidationError(
@@ -328,15 +399,9 @@ def validate(ds: datasets.Dataset) -> None:
             f"{short[:10].tolist()}); seqrl needs at least 2 steps per episode. Drop them: "
             "ds.filter(lambda e: e not in {...}, input_columns='episode_index')."
         )
-    done = cols["terminations"] | cols["truncations"]  # [N]
-    is_last = np.zeros(len(done), dtype=bool)
-    is_last[starts + lengths - 1] = True
-    if (done & ~is_last).any():
-        _fail("terminations/truncations", done & ~is_last, episode_index, timestep,
-              "episode flagged as ended before its last step",
-              "Episode boundaries and flags disagree: split episodes at every terminal/timeout flag.")
-    if (is_last & ~done).any():
-        _fail("terminations/truncations", is_last & ~done, episode_index, timestep,
-              "last step of the episode has neither a termination nor a truncation flag",
-              "Set truncations=True on the last step of episodes that were cut (time limit or end of log), "
-              "or terminations=True where the environment ended.")
+    ended_early.fail("terminations/truncations", "episode flagged as ended before its last step",
+                     "Episode boundaries and flags disagree: split episodes at every terminal/timeout flag.")
+    not_ended.fail("terminations/truncations",
+                   "last step of the episode has neither a termination nor a truncation flag",
+                   "Set truncations=True on the last step of episodes that were cut (time limit or end of log), "
+                   "or terminations=True where the environment ended.")

@@ -23,6 +23,7 @@ from minari.serialization import serialize_space
 from minari.storage.datasets_root_dir import get_dataset_path
 
 from seqrl.data import schema
+from seqrl.data.columns import release_mapped_pages
 from seqrl.data.schema import DatasetMetadata, as_rows, build_dataset, check_action_space
 from seqrl.errors import SeqRLError
 
@@ -336,6 +337,7 @@ def load_dataset(
         ds = from_minari(_download_minari(source))
     else:
         ds = _load_hub(source)
+    release_mapped_pages(ds)  # opening a saved dataset leaves much of it resident through its memory map
     if validate:
         schema.validate(ds)
     else:
