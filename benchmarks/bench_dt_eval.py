@@ -14,6 +14,9 @@ episode runs its full 1000 steps and both sides step the environment equally oft
   growing tensors with ``torch.cat``, normalise all states, keep the last K = 20, left-pad, run the
   whole context through the model and take ``action_preds[0, -1]``.
 
+The simulator bounds the ratio: the same vector env stepped with zero actions and no policy
+(``env only``) is timed in the same repeats, and its rate over the peer's is printed as the ceiling.
+
 Each side runs ``--episodes`` episodes per repeat (under ``torch.inference_mode()``, both with the
 same ``--threads``); repeats alternate the order; the median env-steps/s and the ratio seqrl/peer are
 printed. Environment creation and reset are inside the timed region on both sides.
@@ -135,6 +138,23 @@ def seqrl_episodes(policy, episodes: int, num_envs: int, seed: int) -> int:
     return int(round(results["episode_length_mean"] * results["episodes"]))
 
 
+def env_only_episodes(episodes: int, num_envs: int, seed: int) -> int:
+    """seqrl's vector env stepped with zero actions and no policy, for as many steps as ``seqrl_episodes``
+    takes (episodes run their full 1000 steps). Its rate is the most any policy could reach here; over
+    the peer's rate it is the ceiling of the ratio on this machine."""
+    from seqrl.evaluation.rollout import make_vector_env
+
+    num_envs = max(1, min(num_envs, episodes))
+    env = make_vector_env(ENV_ID, num_envs, ENV_KWARGS)
+    actions = np.zeros((num_envs, *env.single_action_space.shape), np.float32)
+    env.reset(seed=seed)
+    vector_steps = -(-episodes // num_envs) * MAX_EP_LEN
+    for _ in range(vector_steps):
+        env.step(actions)
+    env.close()
+    return episodes * MAX_EP_LEN
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=10, help="episodes per side and repeat")
@@ -171,6 +191,7 @@ def main() -> None:
     runs = {
         "seqrl": lambda: seqrl_episodes(policy, args.episodes, args.num_envs, args.seed),
         "peer": lambda: peer_episodes(peer, args.episodes, args.seed),
+        "env only": lambda: env_only_episodes(args.episodes, args.num_envs, args.seed),
     }
     rates: dict[str, list[float]] = {name: [] for name in runs}
     steps_taken: dict[str, int] = {}
@@ -190,6 +211,8 @@ def main() -> None:
     print(f"  seqrl (evaluate_policy, {num_envs} vector envs, KV cache) : {median['seqrl']:10,.0f} env-steps/s "
           f"({steps_taken['seqrl']:,} steps)")
     print(f"  ratio seqrl/peer                                 : {median['seqrl'] / median['peer']:10.2f}x")
+    print(f"  ceiling: the vector env alone (no policy)        : {median['env only']:10,.0f} env-steps/s "
+          f"= {median['env only'] / median['peer']:.2f}x the peer")
     if steps_taken["peer"] != steps_taken["seqrl"]:
         print(f"  warning: the step counts differ ({steps_taken['peer']} vs {steps_taken['seqrl']})")
 

@@ -29,8 +29,10 @@ are timed too, so the share of sampling in a step is visible.
 FLOP utilisation: model FLOPs per training step are counted analytically (see ``model_flops``):
 forward = 2 * (matmul weights) * tokens for every Linear/Conv1D of the blocks, the embeddings and
 the action head, plus 2 * 2 * N^2 * H per layer and sequence for attention (QK^T and AV over all
-N = 3K tokens); training = 3 x forward. The same count (the useful work of a DT step) is used for
-both sides, so the peer's unused state/return heads are not credited. The achieved FLOP/s are
+N = 3K tokens); training = 3 x forward. Only work the loss needs is counted: in the last block the
+return and action tokens give keys and values but no outputs (seqrl skips the rest; the peer computes
+it). The same count is used for both sides, so the peer's unused work (that, and its state/return
+heads) is not credited. The achieved FLOP/s are
 compared with a float32 matmul peak measured in the same run with the same threads (median time of
 repeated square matmuls of each ``--peak-sizes``; the best size counts; measured before and after
 the training repeats, the higher of the two is used).
@@ -303,11 +305,18 @@ class SeqrlTrainer:
 
 def model_flops(batch: int = BATCH_SIZE, context: int = CONTEXT_LEN, hidden: int = HIDDEN, n_layer: int = N_LAYER,
                 n_inner: int = N_INNER, state_dim: int = OBS_DIM, act_dim: int = ACT_DIM) -> float:
-    """Model FLOPs of one training step (3 x forward) of a DT on ``batch`` windows of ``context`` steps."""
+    """Useful model FLOPs of one training step (3 x forward) of a DT on ``batch`` windows of ``context`` steps.
+
+    Useful means needed for the loss: the loss reads only the last block's outputs at the state
+    tokens, so in the last block the other tokens count only for their keys and values.
+    """
     tokens = 3 * context  # (R, s, a) per step
-    block_weights = 3 * hidden * hidden + hidden * hidden + 2 * hidden * n_inner  # c_attn, attn c_proj, c_fc, mlp c_proj
-    forward = 2 * n_layer * block_weights * tokens
-    forward += n_layer * 2 * 2 * tokens**2 * hidden  # QK^T and attention-weighted V
+    query_weights = hidden * hidden + hidden * hidden + 2 * hidden * n_inner  # q of c_attn, attn c_proj, MLP
+    key_value_weights = 2 * hidden * hidden  # k and v of c_attn
+    forward = 2 * (n_layer - 1) * (query_weights + key_value_weights) * tokens
+    forward += 2 * (query_weights * context + key_value_weights * tokens)  # last block: state-token queries
+    forward += (n_layer - 1) * 2 * 2 * tokens**2 * hidden  # QK^T and attention-weighted V
+    forward += 2 * 2 * context * tokens * hidden  # the same in the last block, for the state-token queries
     forward += 2 * context * hidden * (1 + state_dim + act_dim)  # return, state and action embeddings
     forward += 2 * context * hidden * act_dim  # action head on the state tokens
     return 3.0 * forward * batch
