@@ -56,10 +56,10 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
+from common import SeqrlTrainer, matmul_peak, synchronize
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper
 CONTEXT_LEN, HIDDEN, N_LAYER, N_HEAD, N_INNER, BATCH_SIZE = 20, 128, 3, 1, 512, 64
@@ -257,52 +257,6 @@ class PeerTrainer:
 # ---------------------------------------------------------------- seqrl
 
 
-class SeqrlTrainer:
-    """The pieces of ``seqrl.training.loop.train``, assembled the same way."""
-
-    def __init__(self, dataset, compile_model: bool, run_dir: Path, mixed_precision: str = "no"):
-        from seqrl import registry
-        from seqrl.algos.dt import DTConfig
-        from seqrl.data.schema import get_metadata
-        from seqrl.training.setup import build_optimizers, make_accelerator
-
-        entry = registry.get("dt")
-        self.config = DTConfig()  # paper defaults
-        assert (self.config.context_len, self.config.hidden_size, self.config.n_layer, self.config.n_head,
-                self.config.batch_size) == (CONTEXT_LEN, HIDDEN, N_LAYER, N_HEAD, BATCH_SIZE)
-        algorithm = entry.algorithm(self.config, get_metadata(dataset))
-        self.sampler = algorithm.make_sampler(dataset, seed=0)
-        optimizers, schedulers = build_optimizers(algorithm, self.config)
-        self.accelerator = make_accelerator(SimpleNamespace(mixed_precision=mixed_precision), run_dir)
-        algorithm = self.accelerator.prepare(algorithm)
-        prepared = self.accelerator.prepare(*optimizers.values(), *schedulers.values())
-        prepared = prepared if isinstance(prepared, tuple) else (prepared,)
-        self.optimizers = dict(zip(optimizers, prepared[: len(optimizers)]))
-        self.schedulers = dict(zip(schedulers, prepared[len(optimizers):]))
-        if compile_model:
-            algorithm = torch.compile(algorithm)
-        self.algorithm = algorithm
-        self.unwrapped = self.accelerator.unwrap_model(algorithm)
-        self.unwrapped.train()
-        self.running: dict[str, torch.Tensor] = {}
-
-    def sample(self, step: int):
-        return self.sampler.sample(step)
-
-    def step(self, step: int) -> None:
-        from seqrl.training.loop import training_step
-
-        device = self.accelerator.device
-        batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in self.sampler.sample(step).items()}
-        output = training_step(self.accelerator, self.algorithm, self.unwrapped, self.optimizers, self.schedulers,
-                               batch, step, self.config.grad_clip)
-        for key, value in output.metrics.items():  # what the loop does with the metrics between logs
-            self.running[key] = self.running.get(key, 0.0) + value.detach().float()
-
-
-# ---------------------------------------------------------------- FLOPs and timing
-
-
 def model_flops(batch: int = BATCH_SIZE, context: int = CONTEXT_LEN, hidden: int = HIDDEN, n_layer: int = N_LAYER,
                 n_inner: int = N_INNER, state_dim: int = OBS_DIM, act_dim: int = ACT_DIM) -> float:
     """Useful model FLOPs of one training step (3 x forward) of a DT on ``batch`` windows of ``context`` steps.
@@ -320,31 +274,6 @@ def model_flops(batch: int = BATCH_SIZE, context: int = CONTEXT_LEN, hidden: int
     forward += 2 * context * hidden * (1 + state_dim + act_dim)  # return, state and action embeddings
     forward += 2 * context * hidden * act_dim  # action head on the state tokens
     return 3.0 * forward * batch
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_peak(sizes: list[int], repeats: int, device: torch.device) -> tuple[float, int]:
-    """(best median float32 FLOP/s over ``sizes``, the size that reached it)."""
-    best, best_size = 0.0, 0
-    for n in sizes:
-        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-        out = torch.empty(n, n, device=device)
-        torch.mm(a, b, out=out)  # warm-up
-        synchronize(device)
-        times = []
-        for _ in range(repeats):
-            began = time.perf_counter()
-            torch.mm(a, b, out=out)
-            synchronize(device)
-            times.append(time.perf_counter() - began)
-        rate = 2.0 * n**3 / statistics.median(times)
-        if rate > best:
-            best, best_size = rate, n
-    return best, best_size
 
 
 def timed(run, first_step: int, steps: int, device: torch.device) -> float:
@@ -389,7 +318,12 @@ def main() -> None:
     episode_dataset, state_mean, state_std = episode_rows_dataset(dataset)
     prepared_s = time.perf_counter() - began
     with tempfile.TemporaryDirectory() as run_dir:
-        seqrl_side = SeqrlTrainer(dataset, args.compile, Path(run_dir), args.mixed_precision)
+        from seqrl.algos.dt import DTConfig
+
+        config = DTConfig()  # paper defaults
+        assert (config.context_len, config.hidden_size, config.n_layer, config.n_head, config.batch_size) == (
+            CONTEXT_LEN, HIDDEN, N_LAYER, N_HEAD, BATCH_SIZE)
+        seqrl_side = SeqrlTrainer("dt", config, dataset, Path(run_dir), args.compile, args.mixed_precision)
         device = seqrl_side.accelerator.device
         peer_side = PeerTrainer(episode_dataset, state_mean, state_std, device)
         sides = {"seqrl": seqrl_side, "peer": peer_side}

@@ -5,6 +5,9 @@ and refuses data or target returns it cannot use with a clear error."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +20,8 @@ from seqrl.models.policy import PolicyError
 from seqrl.training.cli import parse_train_args
 from seqrl.training.loop import train
 from seqrl.training.setup import IncompatibleDatasetError
+
+from .conftest import REPO
 
 NAMES = registry.names()
 
@@ -53,6 +58,31 @@ def test_trains_saves_loads_and_evaluates(name, pendulum_dir, cartpole_dir, tmp_
     else:
         low, high = np.array(policy.config.action_low), np.array(policy.config.action_high)
         assert first.shape == (4, policy.config.act_dim) and (first >= low - 1e-6).all() and (first <= high + 1e-6).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_trains_on_two_processes_then_evaluates(name, pendulum_dir, cartpole_dir, tmp_path):
+    """torchrun with 2 gloo CPU processes (what `accelerate launch --multi_gpu --num_processes 2` starts
+    here), for 4 steps: enough for DDP to meet a step where an algorithm leaves parameters out of its
+    loss (TD3+BC's delayed actor). Then evaluate.py loads the folder by itself."""
+    data, run = dataset_for(registry.get(name), pendulum_dir, cartpole_dir), tmp_path / "run"
+    port = str(29600 + NAMES.index(name))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
+    trained = subprocess.run([*torchrun, "train.py", *quick_args(name, data, run, steps=4)], cwd=REPO,
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    lines = trained.stdout.strip().splitlines()
+    # the evaluation table and the folder are printed once, by the main process
+    assert lines[-1] == str(run.resolve()) and lines.count(lines[-1]) == 1, trained.stdout
+    assert trained.stdout.count("return (mean ± std)") == 1, trained.stdout
+    evaluated = subprocess.run([sys.executable, "evaluate.py", "--policy", str(run), "--episodes", "2", "--num_envs", "2",
+                                "--output", str(tmp_path / "eval.json")], cwd=REPO, capture_output=True, text=True,
+                               timeout=300, env=env)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    rows = json.loads((tmp_path / "eval.json").read_text())["results"]
+    assert rows and all(row["episodes"] == 2 and np.isfinite(row["return_mean"]) for row in rows)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -65,6 +65,9 @@ class Algorithm(nn.Module):
     data_shape: str = "transition"
     supports_discrete: bool = False
     supports_continuous: bool = True
+    # True when some steps leave parameters out of the loss (e.g. a delayed actor update). DDP then
+    # has to look for unused parameters each step, which costs a graph traversal, so it is opt-in.
+    find_unused_parameters: bool = False
 
     def __init__(self, config: AlgoConfig, metadata: DatasetMetadata):
         super().__init__()

@@ -72,6 +72,8 @@ class TD3BC(Algorithm):
     supports_discrete = False
     supports_continuous = True
 
+    find_unused_parameters = True  # the actor sits out the loss on steps between its updates
+
     def __init__(self, config: TD3BCConfig, metadata: DatasetMetadata):
         super().__init__(config, metadata)
         if config.policy_delay < 1 or config.num_critics < 1:

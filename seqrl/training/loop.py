@@ -34,7 +34,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     complete (``train.py --push_to_hub ... --push_every_checkpoint`` pushes it to the Hub)."""
     entry = entry_for_config(cfg.algo)
     run_dir = Path(cfg.output_dir or f"runs/{entry.name}-{Path(cfg.data.dataset).name}")
-    accelerator = make_accelerator(cfg, run_dir)
+    accelerator = make_accelerator(cfg, run_dir, entry.algorithm.find_unused_parameters)
     set_seed(cfg.seed)  # identical initial weights on every process
     with accelerator.main_process_first():  # the main process generates or caches the data once
         dataset = load_dataset(cfg.data.dataset, validate=cfg.data.validate)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
 from seqrl.algos.base import AlgoConfig, Algorithm
 from seqrl.data.schema import DatasetMetadata
@@ -24,7 +24,9 @@ class IncompatibleDatasetError(SeqRLError):
     pass
 
 
-def make_accelerator(cfg, run_dir: Path) -> Accelerator:
+def make_accelerator(cfg, run_dir: Path, find_unused_parameters: bool = False) -> Accelerator:
+    """The run's Accelerator. ``find_unused_parameters`` is for algorithms whose loss skips some
+    parameters on some steps (``Algorithm.find_unused_parameters``); DDP needs to know."""
     precision = cfg.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -35,6 +37,7 @@ def make_accelerator(cfg, run_dir: Path) -> Accelerator:
         mixed_precision=precision,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
     )
 
 

@@ -1,0 +1,132 @@
+"""Gradient updates per second of seqrl's CQL, IQL and BCQ against d3rlpy, and against the FLOP bound.
+
+Both sides train on the same transitions (``--dataset``, default ``mujoco/hopper/medium-v0`` from
+``MINARI_DATASETS_PATH``, default ``/work/shared/datasets/minari``) with the same hyperparameters (seqrl's
+config defaults, given to d3rlpy field by field: batch size, learning rates, hidden sizes, critics,
+sampled actions, tau, gamma; CQL with a fixed conservative weight on both sides), the same thread count
+and the same machine, in one run. An update includes drawing its batch:
+
+- ``seqrl``: the training loop's pieces for the registered algorithm (``benchmarks/common.py``):
+  ``TransitionSampler.sample`` -> device -> ``training_step``.
+- ``d3rlpy``: ``benchmarks/d3rlpy_peer.py`` run with ``--d3rlpy-python`` (d3rlpy pins gymnasium 1.0,
+  so it lives in its own virtual environment): ``algo.update(dataset.sample_transition_batch(...))``.
+
+FLOP bound: the matmul FLOPs of one seqrl update (forward and backward, counted by
+``torch.utils.flop_counter.FlopCounterMode``) against the float32 matmul peak measured in the same run
+with the same threads; updates/s at 100% would be ``peak / FLOPs``.
+
+Set up the peer once: ``python -m venv .venv-d3rlpy && .venv-d3rlpy/bin/pip install torch==2.13.0 d3rlpy``.
+
+Usage: ``python benchmarks/bench_value_speed.py [--algos cql iql bcq] [--steps 200] [--repeats 3]
+[--threads 1] [--d3rlpy-python .venv-d3rlpy/bin/python]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import SeqrlTrainer, matmul_peak
+
+DEFAULT_MINARI_PATH = "/work/shared/datasets/minari"
+HERE = Path(__file__).resolve().parent
+
+
+def export_transitions(dataset, path: Path) -> None:
+    """The dataset's steps as D4RL-style arrays for the peer (episodes stay contiguous)."""
+    columns = dataset.with_format("numpy")
+    np.savez(path, observations=np.asarray(columns["observations"], np.float32),
+             actions=np.asarray(columns["actions"], np.float32), rewards=np.asarray(columns["rewards"], np.float32),
+             terminals=np.asarray(columns["terminations"], np.float32),
+             timeouts=np.asarray(columns["truncations"], np.float32))
+
+
+def update_flops(trainer: SeqrlTrainer) -> float:
+    """Matmul FLOPs of one seqrl update (forward + backward; the optimizer's elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trainer.step(10_000)
+    return float(counter.get_total_flops())
+
+
+def seqrl_rates(trainer: SeqrlTrainer, warmup: int, steps: int, repeats: int) -> list[float]:
+    for step in range(warmup):
+        trainer.step(step)
+    rates, step = [], warmup
+    for _ in range(repeats):
+        began = time.perf_counter()
+        for _ in range(steps):
+            trainer.step(step)
+            step += 1
+        rates.append(steps / (time.perf_counter() - began))
+    return rates
+
+
+def d3rlpy_rates(python: str, data: Path, name: str, config, args) -> dict:
+    hparams = json.dumps({k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (int, float, list, bool))})
+    command = [python, str(HERE / "d3rlpy_peer.py"), str(data), name, hparams, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    if result.returncode != 0:
+        raise SystemExit(f"d3rlpy side failed for {name}:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mujoco/hopper/medium-v0")
+    parser.add_argument("--algos", nargs="+", default=["cql", "iql", "bcq"])
+    parser.add_argument("--steps", type=int, default=200, help="timed updates per repeat")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--d3rlpy-python", default=os.environ.get("D3RLPY_PYTHON", ".venv-d3rlpy/bin/python"))
+    parser.add_argument("--peak-sizes", type=int, nargs="+", default=[1024, 2048])
+    args = parser.parse_args()
+    if not Path(args.d3rlpy_python).exists():
+        raise SystemExit(f"no d3rlpy interpreter at {args.d3rlpy_python}; set it up with: python -m venv .venv-d3rlpy "
+                         "&& .venv-d3rlpy/bin/pip install torch==2.13.0 d3rlpy (or pass --d3rlpy-python)")
+
+    from seqrl import registry
+    from seqrl.data.sources import load_dataset
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("MINARI_DATASETS_PATH", DEFAULT_MINARI_PATH)
+    dataset = load_dataset(args.dataset)
+    device = torch.device("cpu")
+    peak, peak_size = matmul_peak(args.peak_sizes, 5, device)
+    print(f"{args.dataset}: {dataset.num_rows:,} steps; {args.threads} threads; {args.steps} updates x {args.repeats} "
+          f"repeats per side (after {args.warmup}), median; float32 matmul peak {peak / 1e9:.1f} GFLOP/s at {peak_size}")
+    print(f"{'algo':>5} {'seqrl upd/s':>12} {'d3rlpy upd/s':>13} {'ratio':>7} {'GFLOP/upd':>10} {'bound upd/s':>12} "
+          f"{'seqrl % of bound':>17} {'d3rlpy % of bound':>18}")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "transitions.npz"
+        export_transitions(dataset, data)
+        for name in args.algos:
+            config = registry.get(name).config()
+            trainer = SeqrlTrainer(name, config, dataset, Path(tmp) / name)
+            ours = statistics.median(seqrl_rates(trainer, args.warmup, args.steps, args.repeats))
+            flops = update_flops(trainer)
+            peer = d3rlpy_rates(args.d3rlpy_python, data, name, config, args)
+            theirs = statistics.median(peer["updates_per_s"])
+            bound = peak / flops
+            print(f"{name:>5} {ours:12.1f} {theirs:13.1f} {ours / theirs:6.2f}x {flops / 1e9:10.3f} {bound:12.1f} "
+                  f"{100 * ours / bound:16.1f}% {100 * theirs / bound:17.1f}%", flush=True)
+    print(f"peer: d3rlpy {peer['d3rlpy']} ({args.d3rlpy_python}); python {sys.version.split()[0]}, torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Pieces the benchmarks share: seqrl's training step as the loop runs it, timing on a device, and the
+measured float32 matmul peak."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(sizes: list[int], repeats: int, device: torch.device) -> tuple[float, int]:
+    """(best median float32 FLOP/s over ``sizes``, the size that reached it)."""
+    best, best_size = 0.0, 0
+    for n in sizes:
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        out = torch.empty(n, n, device=device)
+        torch.mm(a, b, out=out)  # warm-up
+        synchronize(device)
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            torch.mm(a, b, out=out)
+            synchronize(device)
+            times.append(time.perf_counter() - began)
+        rate = 2.0 * n**3 / statistics.median(times)
+        if rate > best:
+            best, best_size = rate, n
+    return best, best_size
+
+
+class SeqrlTrainer:
+    """The pieces of ``seqrl.training.loop.train`` for registered algorithm ``name``, assembled the same
+    way: the sampler, ``build_optimizers``, ``make_accelerator``, ``accelerator.prepare`` (optionally
+    ``torch.compile``), then per step ``sampler.sample(step)`` -> device -> ``training_step`` and the
+    loop's metric accumulation."""
+
+    def __init__(self, name: str, config, dataset, run_dir: Path, compile_model: bool = False,
+                 mixed_precision: str = "no"):
+        from seqrl import registry
+        from seqrl.data.schema import get_metadata
+        from seqrl.training.setup import build_optimizers, make_accelerator
+
+        entry = registry.get(name)
+        self.config = config
+        algorithm = entry.algorithm(self.config, get_metadata(dataset))
+        self.sampler = algorithm.make_sampler(dataset, seed=0)
+        optimizers, schedulers = build_optimizers(algorithm, self.config)
+        self.accelerator = make_accelerator(SimpleNamespace(mixed_precision=mixed_precision), run_dir,
+                                            entry.algorithm.find_unused_parameters)
+        algorithm = self.accelerator.prepare(algorithm)
+        prepared = self.accelerator.prepare(*optimizers.values(), *schedulers.values())
+        prepared = prepared if isinstance(prepared, tuple) else (prepared,)
+        self.optimizers = dict(zip(optimizers, prepared[: len(optimizers)]))
+        self.schedulers = dict(zip(schedulers, prepared[len(optimizers):]))
+        if compile_model:
+            algorithm = torch.compile(algorithm)
+        self.algorithm = algorithm
+        self.unwrapped = self.accelerator.unwrap_model(algorithm)
+        self.unwrapped.train()
+        self.running: dict[str, torch.Tensor] = {}
+
+    def sample(self, step: int):
+        return self.sampler.sample(step)
+
+    def step(self, step: int) -> None:
+        from seqrl.training.loop import training_step
+
+        device = self.accelerator.device
+        batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in self.sampler.sample(step).items()}
+        output = training_step(self.accelerator, self.algorithm, self.unwrapped, self.optimizers, self.schedulers,
+                               batch, step, self.config.grad_clip)
+        for key, value in output.metrics.items():  # what the loop does with the metrics between logs
+            self.running[key] = self.running.get(key, 0.0) + value.detach().float()

@@ -1,0 +1,98 @@
+"""The d3rlpy side of ``bench_value_speed.py``; runs in d3rlpy's own virtual environment.
+
+Reads the transitions ``bench_value_speed.py`` exported (``observations, actions, rewards, terminals,
+timeouts`` in an ``.npz``), builds the d3rlpy algorithm with the hyperparameters given as JSON, and
+times ``algo.update(dataset.sample_transition_batch(batch_size))``: what ``algo.fit`` does per gradient
+step, less its logging. Prints one JSON line: ``{"updates_per_s": [one rate per repeat]}``.
+
+Usage: ``python benchmarks/d3rlpy_peer.py DATA.npz ALGO HPARAMS_JSON --steps N --warmup W --repeats R --threads T``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def make_algo(name: str, hp: dict):
+    import d3rlpy
+
+    def encoder(hidden):
+        return d3rlpy.models.VectorEncoderFactory(hidden_units=list(hidden))
+
+    if name == "cql":
+        config = d3rlpy.algos.CQLConfig(
+            batch_size=hp["batch_size"], actor_learning_rate=hp["actor_learning_rate"],
+            critic_learning_rate=hp["learning_rate"], temp_learning_rate=hp["alpha_learning_rate"],
+            alpha_learning_rate=0.0,  # fixed conservative weight, as seqrl's default (lagrange off)
+            actor_encoder_factory=encoder(hp["actor_hidden_sizes"]),
+            critic_encoder_factory=encoder(hp["critic_hidden_sizes"]), n_critics=hp["num_critics"],
+            conservative_weight=hp["min_q_weight"], n_action_samples=hp["num_sampled_actions"], tau=hp["tau"],
+            gamma=hp["gamma"],
+        )
+    elif name == "iql":
+        config = d3rlpy.algos.IQLConfig(
+            batch_size=hp["batch_size"], actor_learning_rate=hp["actor_learning_rate"],
+            critic_learning_rate=hp["learning_rate"], actor_encoder_factory=encoder(hp["actor_hidden_sizes"]),
+            critic_encoder_factory=encoder(hp["critic_hidden_sizes"]),
+            value_encoder_factory=encoder(hp["critic_hidden_sizes"]), n_critics=hp["num_critics"],
+            expectile=hp["expectile"], weight_temp=hp["beta"], max_weight=hp["max_weight"], tau=hp["tau"],
+            gamma=hp["gamma"],
+        )
+    elif name == "bcq":
+        config = d3rlpy.algos.BCQConfig(
+            batch_size=hp["batch_size"], actor_learning_rate=hp["actor_learning_rate"],
+            critic_learning_rate=hp["learning_rate"], imitator_learning_rate=hp["vae_learning_rate"],
+            actor_encoder_factory=encoder(hp["actor_hidden_sizes"]),
+            critic_encoder_factory=encoder(hp["critic_hidden_sizes"]),
+            imitator_encoder_factory=encoder(hp["vae_hidden_sizes"]), n_critics=hp["num_critics"],
+            lam=hp["lmbda"], n_action_samples=hp["num_samples"], action_flexibility=hp["phi"], beta=hp["kl_weight"],
+            tau=hp["tau"], gamma=hp["gamma"],
+        )
+    else:
+        raise SystemExit(f"d3rlpy_peer: no d3rlpy counterpart set up for {name!r}")
+    return config.create(device="cpu:0")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data")
+    parser.add_argument("algo")
+    parser.add_argument("hparams", help="JSON of seqrl's config fields")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import d3rlpy
+    import torch
+
+    torch.set_num_threads(args.threads)
+    d3rlpy.seed(args.seed)
+    data = np.load(args.data)
+    dataset = d3rlpy.dataset.MDPDataset(
+        observations=data["observations"], actions=data["actions"], rewards=data["rewards"],
+        terminals=data["terminals"], timeouts=data["timeouts"],
+    )
+    hp = json.loads(args.hparams)
+    algo = make_algo(args.algo, hp)
+    algo.build_with_dataset(dataset)
+    batch_size = hp["batch_size"]
+    for _ in range(args.warmup):
+        algo.update(dataset.sample_transition_batch(batch_size))
+    rates = []
+    for _ in range(args.repeats):
+        began = time.perf_counter()
+        for _ in range(args.steps):
+            algo.update(dataset.sample_transition_batch(batch_size))
+        rates.append(args.steps / (time.perf_counter() - began))
+    print(json.dumps({"updates_per_s": rates, "d3rlpy": d3rlpy.__version__}))
+
+
+if __name__ == "__main__":
+    main()
