@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from seqrl.algos.base import AlgoConfig, Algorithm, Output, policy_fields
+from seqrl.algos.base import ActorCriticConfig, Algorithm, Output, policy_fields
 from seqrl.data.schema import DatasetMetadata
 from seqrl.errors import SeqRLError
 from seqrl.models.networks import IdentityEncoder, QEnsemble, frozen_copy, polyak_update
@@ -31,22 +31,12 @@ from seqrl.registry import register
 
 
 @dataclass
-class AWACConfig(AlgoConfig):
+class AWACConfig(ActorCriticConfig):
     """AWAC hyperparameters (CORL's offline settings)."""
 
     batch_size: int = 256
     learning_rate: float = 3e-4
     """Learning rate of the critics."""
-    actor_learning_rate: float = 3e-4
-    """Learning rate of the actor."""
-    gamma: float = 0.99
-    """Discount factor."""
-    n_step: int = 1
-    """Rewards summed per transition (n-step returns)."""
-    reward_scale: float = 1.0
-    """Rewards are multiplied by this before the TD target."""
-    tau: float = 5e-3
-    """Polyak rate of the target critics."""
     lmbda: float = 1.0
     """lambda: temperature of the advantage weights (smaller is greedier)."""
     max_weight: float = 100.0
@@ -55,8 +45,6 @@ class AWACConfig(AlgoConfig):
     """Hidden widths of the actor."""
     critic_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     """Hidden widths of each critic."""
-    num_critics: int = 2
-    """Critics in the ensemble (targets and advantages use their minimum)."""
 
 
 @register("awac", policy=ActorPolicy, paper="Nair et al. 2020, AWAC: Accelerating Online Reinforcement Learning with Offline Datasets")
@@ -115,6 +103,3 @@ class AWAC(Algorithm):
 
     def policy(self) -> ActorPolicy:
         return self.model
-
-    def sampler_options(self) -> dict:
-        return {"n_step": self.config.n_step, "gamma": self.config.gamma, "reward_scale": self.config.reward_scale}

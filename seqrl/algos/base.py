@@ -39,6 +39,34 @@ class AlgoConfig(draccus.ChoiceRegistry):
     """Default target returns saved with return-conditioned policies (empty: taken from the data)."""
 
 
+
+@dataclass
+class TDConfig(AlgoConfig):
+    """Fields of the algorithms that learn Q from TD targets on transitions (not an algorithm itself)."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    n_step: int = 1
+    """Rewards summed per transition (n-step returns)."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this before the TD target."""
+    tau: float = 5e-3
+    """Polyak rate of the target networks."""
+
+
+@dataclass
+class ActorCriticConfig(TDConfig):
+    """Fields of the actor-critic algorithms (not an algorithm itself)."""
+
+    actor_learning_rate: float = 3e-4
+    """Learning rate of the actor (``learning_rate`` is the critics')."""
+    actor_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden widths of the actor."""
+    critic_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden widths of each critic."""
+    num_critics: int = 2
+    """Critics in the ensemble (the TD target uses their minimum)."""
+
 @dataclass
 class Output:
     """What ``compute_loss`` returns.
@@ -94,6 +122,9 @@ class Algorithm(nn.Module):
 
     def sampler_options(self) -> dict:
         """Extra keyword arguments for this data shape's sampler (e.g. ``context_len``, ``n_step``)."""
+        cfg = self.config
+        if isinstance(cfg, TDConfig):
+            return {"n_step": cfg.n_step, "gamma": cfg.gamma, "reward_scale": cfg.reward_scale}
         return {}
 
     def make_sampler(self, dataset, seed: int, process_index: int = 0, num_processes: int = 1):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from seqrl.algos.base import AlgoConfig, Algorithm, Output, policy_fields
+from seqrl.algos.base import ActorCriticConfig, Algorithm, Output, policy_fields
 from seqrl.data.schema import DatasetMetadata
 from seqrl.errors import SeqRLError
 from seqrl.models.networks import IdentityEncoder, VAEEncoder, call_frozen, frozen_copy, polyak_update
@@ -35,7 +35,7 @@ from seqrl.registry import register
 
 
 @dataclass
-class BCQConfig(AlgoConfig):
+class BCQConfig(ActorCriticConfig):
     """Continuous BCQ hyperparameters (Fujimoto et al. 2019)."""
 
     batch_size: int = 100
@@ -45,14 +45,6 @@ class BCQConfig(AlgoConfig):
     """Learning rate of the perturbation model."""
     vae_learning_rate: float = 1e-3
     """Learning rate of the VAE (encoder and decoder)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    n_step: int = 1
-    """Rewards summed per transition (n-step returns)."""
-    reward_scale: float = 1.0
-    """Rewards are multiplied by this before the TD target."""
-    tau: float = 5e-3
-    """Polyak rate of the target critics and the target perturbation model."""
     phi: float = 0.05
     """Largest perturbation of a generated action, as a fraction of the action half-range."""
     lmbda: float = 0.75
@@ -69,8 +61,6 @@ class BCQConfig(AlgoConfig):
     """Hidden widths of the perturbation model."""
     critic_hidden_sizes: list[int] = field(default_factory=lambda: [400, 300])
     """Hidden widths of each critic."""
-    num_critics: int = 2
-    """Critics in the ensemble."""
 
 
 @register("bcq", policy=BCQPolicy, paper="Fujimoto et al. 2019, Off-Policy Deep Reinforcement Learning without Exploration")
@@ -151,6 +141,3 @@ class BCQ(Algorithm):
 
     def policy(self) -> BCQPolicy:
         return self.model
-
-    def sampler_options(self) -> dict:
-        return {"n_step": self.config.n_step, "gamma": self.config.gamma, "reward_scale": self.config.reward_scale}

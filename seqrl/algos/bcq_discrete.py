@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from seqrl.algos.base import AlgoConfig, Algorithm, Output, policy_fields
+from seqrl.algos.base import Algorithm, Output, TDConfig, policy_fields
 from seqrl.data.schema import DatasetMetadata
 from seqrl.models.networks import frozen_copy, polyak_update
 from seqrl.models.value_based import DiscreteBCQPolicy, DiscreteBCQPolicyConfig
@@ -29,20 +29,12 @@ from seqrl.registry import register
 
 
 @dataclass
-class DiscreteBCQConfig(AlgoConfig):
+class DiscreteBCQConfig(TDConfig):
     """Discrete BCQ hyperparameters (Fujimoto et al. 2019b, non-Atari settings)."""
 
     batch_size: int = 64
     learning_rate: float = 3e-4
     """Learning rate of the Q and imitation networks."""
-    gamma: float = 0.99
-    """Discount factor."""
-    n_step: int = 1
-    """Rewards summed per transition (n-step returns)."""
-    reward_scale: float = 1.0
-    """Rewards are multiplied by this before the TD target."""
-    tau: float = 5e-3
-    """Polyak rate of the target Q network."""
     threshold: float = 0.3
     """tau of the paper: an action is allowed when G(a|s) / max G(.|s) >= threshold (0: DQN, 1: imitation)."""
     logit_penalty: float = 1e-2
@@ -93,6 +85,3 @@ class DiscreteBCQ(Algorithm):
 
     def policy(self) -> DiscreteBCQPolicy:
         return self.model
-
-    def sampler_options(self) -> dict:
-        return {"n_step": self.config.n_step, "gamma": self.config.gamma, "reward_scale": self.config.reward_scale}

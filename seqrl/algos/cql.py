@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from seqrl.algos.base import AlgoConfig, Algorithm, Output, policy_fields
+from seqrl.algos.base import ActorCriticConfig, Algorithm, Output, policy_fields
 from seqrl.data.schema import DatasetMetadata
 from seqrl.errors import SeqRLError
 from seqrl.models.networks import IdentityEncoder, QEnsemble, call_frozen, frozen_copy, polyak_update
@@ -40,7 +40,7 @@ from seqrl.registry import register
 
 
 @dataclass
-class CQLConfig(AlgoConfig):
+class CQLConfig(ActorCriticConfig):
     """CQL hyperparameters (Kumar et al. 2020, MuJoCo settings)."""
 
     batch_size: int = 256
@@ -50,20 +50,10 @@ class CQLConfig(AlgoConfig):
     """Learning rate of the actor."""
     alpha_learning_rate: float = 1e-4
     """Learning rate of log alpha, the SAC entropy temperature (with auto_alpha)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    n_step: int = 1
-    """Rewards summed per transition (n-step returns); 1 is the paper's setting."""
-    reward_scale: float = 1.0
-    """Rewards are multiplied by this before the TD target."""
-    tau: float = 5e-3
-    """Polyak rate of the target critics."""
     actor_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     """Hidden widths of the tanh-Gaussian actor."""
     critic_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     """Hidden widths of each critic."""
-    num_critics: int = 2
-    """Critics in the ensemble (targets use their minimum)."""
     min_q_weight: float = 5.0
     """alpha_cql: weight of the conservative regulariser (5 for MuJoCo; CORL uses 10)."""
     num_sampled_actions: int = 10
@@ -196,6 +186,3 @@ class CQL(Algorithm):
 
     def policy(self) -> ActorPolicy:
         return self.model
-
-    def sampler_options(self) -> dict:
-        return {"n_step": self.config.n_step, "gamma": self.config.gamma, "reward_scale": self.config.reward_scale}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from seqrl.algos.base import AlgoConfig, Algorithm, Output, policy_fields
+from seqrl.algos.base import Algorithm, Output, TDConfig, policy_fields
 from seqrl.data.schema import DatasetMetadata
 from seqrl.errors import SeqRLError
 from seqrl.models.networks import frozen_copy, polyak_update
@@ -31,20 +31,12 @@ from seqrl.registry import register
 
 
 @dataclass
-class DiscreteCQLConfig(AlgoConfig):
+class DiscreteCQLConfig(TDConfig):
     """Discrete CQL hyperparameters."""
 
     batch_size: int = 256
     learning_rate: float = 3e-4
     """Learning rate of the Q networks."""
-    gamma: float = 0.99
-    """Discount factor."""
-    n_step: int = 1
-    """Rewards summed per transition (n-step returns)."""
-    reward_scale: float = 1.0
-    """Rewards are multiplied by this before the TD target."""
-    tau: float = 5e-3
-    """Polyak rate of the target Q networks."""
     min_q_weight: float = 1.0
     """alpha_cql: weight of the conservative regulariser."""
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
@@ -99,6 +91,3 @@ class DiscreteCQL(Algorithm):
 
     def policy(self) -> DiscreteQPolicy:
         return self.model
-
-    def sampler_options(self) -> dict:
-        return {"n_step": self.config.n_step, "gamma": self.config.gamma, "reward_scale": self.config.reward_scale}

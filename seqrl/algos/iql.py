@@ -22,11 +22,11 @@ actor learning rate is not applied, because the loop's schedules are linear warm
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from seqrl.algos.base import AlgoConfig, Algorithm, Output, policy_fields
+from seqrl.algos.base import ActorCriticConfig, Algorithm, Output, policy_fields
 from seqrl.data.schema import DatasetMetadata
 from seqrl.errors import SeqRLError
 from seqrl.models.networks import IdentityEncoder, QEnsemble, ValueNetwork, frozen_copy, polyak_update
@@ -35,36 +35,21 @@ from seqrl.registry import register
 
 
 @dataclass
-class IQLConfig(AlgoConfig):
-    """IQL hyperparameters (Kostrikov et al. 2021, MuJoCo settings)."""
+class IQLConfig(ActorCriticConfig):
+    """IQL hyperparameters (Kostrikov et al. 2021, MuJoCo settings). The value network has the critics'
+    widths (``critic_hidden_sizes``)."""
 
     batch_size: int = 256
     learning_rate: float = 3e-4
     """Learning rate of the critics and the value network."""
-    actor_learning_rate: float = 3e-4
-    """Learning rate of the actor."""
-    gamma: float = 0.99
-    """Discount factor."""
-    n_step: int = 1
-    """Rewards summed per transition (n-step returns)."""
-    reward_scale: float = 1.0
-    """Rewards are multiplied by this (on top of normalize_reward)."""
     normalize_reward: bool = False
     """Scale rewards by 1000 / (max - min episode return) of the data (the reference's MuJoCo setting)."""
-    tau: float = 5e-3
-    """Polyak rate of the target critics."""
     expectile: float = 0.7
     """tau of the expectile loss: 0.5 fits the mean of Q over the data's actions, towards 1 its maximum."""
     beta: float = 3.0
     """Inverse temperature of the advantage weights (0: behaviour cloning)."""
     max_weight: float = 100.0
     """Clip of exp(beta * advantage)."""
-    actor_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    """Hidden widths of the actor."""
-    critic_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    """Hidden widths of each critic and of the value network."""
-    num_critics: int = 2
-    """Critics in the ensemble (the value and actor targets use their minimum)."""
 
 
 @register("iql", policy=ActorPolicy, paper="Kostrikov et al. 2021, Offline Reinforcement Learning with Implicit Q-Learning")

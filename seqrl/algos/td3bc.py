@@ -18,11 +18,11 @@ reference computes the actor loss with the just-updated critic).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from seqrl.algos.base import AlgoConfig, Algorithm, Output, policy_fields
+from seqrl.algos.base import ActorCriticConfig, Algorithm, Output, policy_fields
 from seqrl.data.schema import DatasetMetadata
 from seqrl.errors import SeqRLError
 from seqrl.models.networks import IdentityEncoder, QEnsemble, call_frozen, frozen_copy, polyak_update
@@ -31,22 +31,12 @@ from seqrl.registry import register
 
 
 @dataclass
-class TD3BCConfig(AlgoConfig):
+class TD3BCConfig(ActorCriticConfig):
     """TD3+BC hyperparameters (Fujimoto & Gu 2021)."""
 
     batch_size: int = 256
     learning_rate: float = 3e-4
     """Learning rate of the critics."""
-    actor_learning_rate: float = 3e-4
-    """Learning rate of the actor."""
-    gamma: float = 0.99
-    """Discount factor."""
-    n_step: int = 1
-    """Rewards summed per transition (n-step returns)."""
-    reward_scale: float = 1.0
-    """Rewards are multiplied by this before the TD target."""
-    tau: float = 5e-3
-    """Polyak rate of the target actor and critics."""
     alpha: float = 2.5
     """Weight of the Q term relative to behaviour cloning (after normalising by mean |Q|)."""
     policy_noise: float = 0.2
@@ -55,12 +45,6 @@ class TD3BCConfig(AlgoConfig):
     """c: the smoothing noise is clipped to [-c, c]."""
     policy_delay: int = 2
     """The actor and the targets are updated every this many critic updates."""
-    actor_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    """Hidden widths of the deterministic actor."""
-    critic_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    """Hidden widths of each critic."""
-    num_critics: int = 2
-    """Critics in the ensemble (targets use their minimum)."""
 
 
 @register("td3bc", policy=ActorPolicy, paper="Fujimoto & Gu 2021, A Minimalist Approach to Offline Reinforcement Learning")
@@ -131,6 +115,3 @@ class TD3BC(Algorithm):
 
     def policy(self) -> ActorPolicy:
         return self.model
-
-    def sampler_options(self) -> dict:
-        return {"n_step": self.config.n_step, "gamma": self.config.gamma, "reward_scale": self.config.reward_scale}

@@ -14,7 +14,7 @@ import pytest
 from minari.serialization import deserialize_space
 
 from seqrl.data import collect, sources
-from seqrl.data.schema import COLUMNS, MetadataError, dataset_to_numpy, get_metadata
+from seqrl.data.schema import COLUMNS, dataset_to_numpy, get_metadata
 from seqrl.data.sources import DatasetSourceError, from_d4rl, from_minari, load_dataset, save_dataset
 
 BOX_OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
