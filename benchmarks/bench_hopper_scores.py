@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=100_000, help="gradient steps per run, both sides")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--d3rlpy-python", default=os.environ.get("D3RLPY_PYTHON", ".venv-d3rlpy/bin/python"))
-    parser.add_argument("--output", default="hopper_scores.json")
+    parser.add_argument("--output", default="runs/hopper_scores.json")
     args = parser.parse_args()
     if not Path(args.d3rlpy_python).exists():
         raise SystemExit(f"no d3rlpy interpreter at {args.d3rlpy_python}; set it up with: python -m venv .venv-d3rlpy "
@@ -109,6 +109,7 @@ def main() -> None:
                         scores[side].append(score)
                         results["runs"].append({"dataset": dataset_id, "algo": algo, "seed": seed, "side": side,
                                                 "returns": returns.tolist(), "normalized_score": score})
+                    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
                     Path(args.output).write_text(json.dumps(results, indent=1))
                 cells = [f"{np.mean(scores[s]):6.1f} ± {np.std(scores[s]):5.1f}" for s in ("seqrl", "d3rlpy")]
                 print(f"{dataset_id:>32} {algo:>6} {cells[0]:>14} {cells[1]:>14}", flush=True)
