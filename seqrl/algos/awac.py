@@ -34,9 +34,6 @@ from seqrl.registry import register
 class AWACConfig(ActorCriticConfig):
     """AWAC hyperparameters (CORL's offline settings)."""
 
-    batch_size: int = 256
-    learning_rate: float = 3e-4
-    """Learning rate of the critics."""
     lmbda: float = 1.0
     """lambda: temperature of the advantage weights (smaller is greedier)."""
     max_weight: float = 100.0

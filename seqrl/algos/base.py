@@ -39,7 +39,6 @@ class AlgoConfig(draccus.ChoiceRegistry):
     """Default target returns saved with return-conditioned policies (empty: taken from the data)."""
 
 
-
 @dataclass
 class TDConfig(AlgoConfig):
     """Fields of the algorithms that learn Q from TD targets on transitions (not an algorithm itself)."""
@@ -66,6 +65,7 @@ class ActorCriticConfig(TDConfig):
     """Hidden widths of each critic."""
     num_critics: int = 2
     """Critics in the ensemble (the TD target uses their minimum)."""
+
 
 @dataclass
 class Output:

@@ -43,9 +43,6 @@ from seqrl.registry import register
 class CQLConfig(ActorCriticConfig):
     """CQL hyperparameters (Kumar et al. 2020, MuJoCo settings)."""
 
-    batch_size: int = 256
-    learning_rate: float = 3e-4
-    """Learning rate of the critics."""
     actor_learning_rate: float = 1e-4
     """Learning rate of the actor."""
     alpha_learning_rate: float = 1e-4

@@ -34,7 +34,6 @@ from seqrl.registry import register
 class DiscreteCQLConfig(TDConfig):
     """Discrete CQL hyperparameters."""
 
-    batch_size: int = 256
     learning_rate: float = 3e-4
     """Learning rate of the Q networks."""
     min_q_weight: float = 1.0

@@ -39,7 +39,6 @@ class IQLConfig(ActorCriticConfig):
     """IQL hyperparameters (Kostrikov et al. 2021, MuJoCo settings). The value network has the critics'
     widths (``critic_hidden_sizes``)."""
 
-    batch_size: int = 256
     learning_rate: float = 3e-4
     """Learning rate of the critics and the value network."""
     normalize_reward: bool = False

@@ -34,9 +34,6 @@ from seqrl.registry import register
 class TD3BCConfig(ActorCriticConfig):
     """TD3+BC hyperparameters (Fujimoto & Gu 2021)."""
 
-    batch_size: int = 256
-    learning_rate: float = 3e-4
-    """Learning rate of the critics."""
     alpha: float = 2.5
     """Weight of the Q term relative to behaviour cloning (after normalising by mean |Q|)."""
     policy_noise: float = 0.2
