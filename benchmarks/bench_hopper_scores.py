@@ -21,7 +21,6 @@ Usage: ``python benchmarks/bench_hopper_scores.py [--budget 100000] [--seeds 0 1
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -31,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from bench_value_speed import export_transitions
+from bench_value_speed import export_transitions, peer_hparams, thread_env
 
 DEFAULT_MINARI_PATH = "/work/shared/datasets/minari"
 REPO = Path(__file__).resolve().parents[1]
@@ -55,19 +54,14 @@ def run_d3rlpy(algo: str, dataset_id: str, seed: int, args, data: Path, env_id: 
     from seqrl.training.cli import parse_train_args
 
     cfg = parse_train_args(["--config", str(REPO / f"configs/{algo}/{CONFIG_NAMES[dataset_id]}.yaml")])
-    hparams = json.dumps({k: v for k, v in dataclasses.asdict(cfg.algo).items()
-                          if isinstance(v, (int, float, list, bool))})
-    command = [args.d3rlpy_python, str(Path(__file__).with_name("d3rlpy_peer.py")), str(data), algo, hparams,
+    command = [args.d3rlpy_python, str(Path(__file__).with_name("d3rlpy_peer.py")), str(data), algo,
+               peer_hparams(cfg.algo),
                "--score-steps", str(args.budget), "--episodes", str(args.episodes), "--env", env_id,
                "--seed", str(seed), "--threads", "1"]
     result = subprocess.run(command, capture_output=True, text=True, env=thread_env(1))
     if result.returncode != 0:
         raise SystemExit(f"d3rlpy {algo} on {dataset_id} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])["returns"]
-
-
-def thread_env(threads: int) -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def main() -> None:

@@ -74,12 +74,20 @@ def seqrl_rates(trainer: SeqrlTrainer, warmup: int, steps: int, repeats: int) ->
     return rates
 
 
+def peer_hparams(config) -> str:
+    """seqrl's algorithm config as the JSON ``d3rlpy_peer.py`` reads (its plain-valued fields)."""
+    return json.dumps({k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (int, float, list, bool))})
+
+
+def thread_env(threads: int) -> dict:
+    """The environment for a subprocess limited to ``threads`` OpenMP/MKL threads."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
 def d3rlpy_rates(python: str, data: Path, name: str, config, args) -> dict:
-    hparams = json.dumps({k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (int, float, list, bool))})
-    command = [python, str(HERE / "d3rlpy_peer.py"), str(data), name, hparams, "--steps", str(args.steps),
+    command = [python, str(HERE / "d3rlpy_peer.py"), str(data), name, peer_hparams(config), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--threads", str(args.threads)]
-    result = subprocess.run(command, capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    result = subprocess.run(command, capture_output=True, text=True, env=thread_env(args.threads))
     if result.returncode != 0:
         raise SystemExit(f"d3rlpy side failed for {name}:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
