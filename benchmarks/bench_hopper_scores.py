@@ -10,12 +10,15 @@ For every dataset (``--datasets``, Minari ids read from ``MINARI_DATASETS_PATH``
   (``--d3rlpy-python``), with the same config's hyperparameters, on the same transitions, evaluated on
   the same env from the same starting seeds; returns normalised with the dataset's reference scores.
 
-Both sides get ``--budget`` gradient steps and one thread each; the two run side by side (one per
-core) since only scores are compared. The table gives mean ± std over seeds of each side's mean
-normalised score. Results are also written to ``--output`` (JSON) as they arrive.
+Both sides get ``--budget`` gradient steps and one thread each. ``--workers`` runs go at once
+(default 2, one per core), seqrl's and d3rlpy's alternating in the queue; timing is not compared,
+only scores. The table gives mean ± std over seeds of each side's mean normalised score, and a bar
+chart of the same goes beside ``--output``. Every finished run is written to ``--output`` (JSON) at
+once, so a run that fails costs only itself, and ``--resume`` picks an interrupted benchmark up.
 
 Usage: ``python benchmarks/bench_hopper_scores.py [--budget 100000] [--seeds 0 1 2] [--episodes 10]
-[--algos cql iql bcq td3bc bc] [--datasets mujoco/hopper/medium-v0 mujoco/hopper/medium-replay-v0]``
+[--algos cql iql bcq td3bc bc] [--datasets mujoco/hopper/medium-v0 mujoco/hopper/medium-replay-v0]
+[--workers 2] [--output runs/hopper_scores.json] [--resume]``
 """
 
 from __future__ import annotations
@@ -26,15 +29,20 @@ import os
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 from bench_value_speed import export_transitions, peer_hparams, thread_env
+from tqdm.auto import tqdm
 
 DEFAULT_MINARI_PATH = "/work/shared/datasets/minari"
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_NAMES = {"mujoco/hopper/medium-v0": "hopper-medium", "mujoco/hopper/medium-replay-v0": "hopper-medium-replay"}
+
+
+class RunFailed(RuntimeError):
+    """One training run exited with an error (its stderr tail is the message)."""
 
 
 def run_seqrl(algo: str, dataset_id: str, seed: int, args, workdir: Path) -> list[float]:
@@ -45,7 +53,7 @@ def run_seqrl(algo: str, dataset_id: str, seed: int, args, workdir: Path) -> lis
                "--eval.num_envs", str(min(10, args.episodes)), "--eval.seed", str(seed)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=thread_env(1))
     if result.returncode != 0:
-        raise SystemExit(f"seqrl {algo} on {dataset_id} failed:\n{result.stderr[-3000:]}")
+        raise RunFailed(f"seqrl {algo} on {dataset_id}, seed {seed} failed:\n{result.stderr[-3000:]}")
     row = json.loads((output / "eval_info.json").read_text())["results"][0]
     return row["returns"]
 
@@ -60,8 +68,67 @@ def run_d3rlpy(algo: str, dataset_id: str, seed: int, args, data: Path, env_id: 
                "--seed", str(seed), "--threads", "1"]
     result = subprocess.run(command, capture_output=True, text=True, env=thread_env(1))
     if result.returncode != 0:
-        raise SystemExit(f"d3rlpy {algo} on {dataset_id} failed:\n{result.stderr[-3000:]}")
+        raise RunFailed(f"d3rlpy {algo} on {dataset_id}, seed {seed} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])["returns"]
+
+
+def run_one(job: tuple, args, workdir: Path, data: dict[str, Path], env_ids: dict[str, str]) -> list[float]:
+    side, dataset_id, algo, seed = job
+    if side == "seqrl":
+        return run_seqrl(algo, dataset_id, seed, args, workdir)
+    return run_d3rlpy(algo, dataset_id, seed, args, data[dataset_id], env_ids[dataset_id])
+
+
+def load_previous(path: Path, args) -> list[dict]:
+    """Runs already in ``path`` from a benchmark with the same budget and episodes (``--resume``)."""
+    if not path.exists():
+        return []
+    previous = json.loads(path.read_text())
+    if (previous.get("budget"), previous.get("episodes")) != (args.budget, args.episodes):
+        raise SystemExit(f"{path} holds runs with budget {previous.get('budget')} and {previous.get('episodes')} "
+                         f"episodes, not {args.budget} and {args.episodes}; pass another --output.")
+    return previous["runs"]
+
+
+def table(runs: list[dict], datasets: list[str], algos: list[str]) -> list[str]:
+    """One line per (dataset, algo): mean ± std over seeds of each side's mean normalised score."""
+    lines = [f"{'dataset':>32} {'algo':>6} {'seeds':>5} {'seqrl':>14} {'d3rlpy':>14}"]
+    for dataset_id in datasets:
+        for algo in algos:
+            cells, seeds = [], set()
+            for side in ("seqrl", "d3rlpy"):
+                scores = [r["normalized_score"] for r in runs if (r["dataset"], r["algo"], r["side"]) == (dataset_id, algo, side)]
+                seeds |= {r["seed"] for r in runs if (r["dataset"], r["algo"], r["side"]) == (dataset_id, algo, side)}
+                cells.append(f"{np.mean(scores):6.1f} ± {np.std(scores):5.1f}" if scores else "-")
+            if seeds:
+                lines.append(f"{dataset_id:>32} {algo:>6} {len(seeds):>5} {cells[0]:>14} {cells[1]:>14}")
+    return lines
+
+
+def plot(runs: list[dict], datasets: list[str], algos: list[str], budget: int, path: Path) -> None:
+    """Bars of the mean normalised score per algorithm, seqrl beside d3rlpy, one panel per dataset;
+    the dots are the seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), dpi=120, squeeze=False)
+    for ax, dataset_id in zip(axes[0], datasets):
+        for offset, (side, color) in zip((-0.2, 0.2), (("seqrl", "tab:blue"), ("d3rlpy", "tab:orange"))):
+            for i, algo in enumerate(algos):
+                scores = [r["normalized_score"] for r in runs if (r["dataset"], r["algo"], r["side"]) == (dataset_id, algo, side)]
+                if scores:
+                    ax.bar(i + offset, np.mean(scores), width=0.4, color=color, alpha=0.8, label=side if i == 0 else None)
+                    ax.scatter([i + offset] * len(scores), scores, color="black", s=8, zorder=3)
+        ax.set_xticks(range(len(algos)), algos)
+        ax.set_title(f"{dataset_id}, {budget:,} steps")
+        ax.set_ylabel("normalised score")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -71,43 +138,66 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", type=int, default=100_000, help="gradient steps per run, both sides")
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2, help="runs at once, one thread each (one per core)")
     parser.add_argument("--d3rlpy-python", default=os.environ.get("D3RLPY_PYTHON", ".venv-d3rlpy/bin/python"))
     parser.add_argument("--output", default="runs/hopper_scores.json")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in --output and do the rest")
     args = parser.parse_args()
     if not Path(args.d3rlpy_python).exists():
         raise SystemExit(f"no d3rlpy interpreter at {args.d3rlpy_python}; set it up with: python -m venv .venv-d3rlpy "
                          "&& .venv-d3rlpy/bin/pip install torch==2.13.0 d3rlpy 'gymnasium[mujoco]==1.0.0'")
+    unknown = sorted(set(args.datasets) - set(CONFIG_NAMES))
+    if unknown:
+        raise SystemExit(f"no Hopper configs for {unknown}; choose from {sorted(CONFIG_NAMES)}")
 
     from seqrl.data.schema import get_metadata
     from seqrl.data.sources import load_dataset
     from seqrl.evaluation.scores import normalized_score
 
     os.environ.setdefault("MINARI_DATASETS_PATH", DEFAULT_MINARI_PATH)
-    results: dict = {"budget": args.budget, "episodes": args.episodes, "runs": []}
-    print(f"budget {args.budget:,} gradient steps per run, {args.episodes} episodes, seeds {args.seeds}")
-    print(f"{'dataset':>32} {'algo':>6} {'seqrl':>14} {'d3rlpy':>14}")
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=2) as pool:
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    runs = load_previous(output, args) if args.resume else []
+    done = {(r["side"], r["dataset"], r["algo"], r["seed"]) for r in runs}
+    # seqrl and d3rlpy runs alternate in the queue, so both cores stay busy whichever side is slower.
+    jobs = [(side, d, a, s) for d in args.datasets for a in args.algos for s in args.seeds for side in ("seqrl", "d3rlpy")
+            if (side, d, a, s) not in done]
+    print(f"budget {args.budget:,} gradient steps per run, {args.episodes} episodes, seeds {args.seeds}; "
+          f"{len(jobs)} runs to do ({len(done)} kept from {output}), {args.workers} at a time")
+
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data, metadata = {}, {}
         for dataset_id in args.datasets:
             dataset = load_dataset(dataset_id)
-            metadata = get_metadata(dataset)
-            data = Path(tmp) / f"{CONFIG_NAMES[dataset_id]}.npz"
-            export_transitions(dataset, data)
-            for algo in args.algos:
-                scores = {"seqrl": [], "d3rlpy": []}
-                for seed in args.seeds:
-                    ours = pool.submit(run_seqrl, algo, dataset_id, seed, args, Path(tmp))
-                    theirs = pool.submit(run_d3rlpy, algo, dataset_id, seed, args, data, metadata.env_id)
-                    for side, future in (("seqrl", ours), ("d3rlpy", theirs)):
-                        returns = np.asarray(future.result())
-                        score = float(normalized_score(returns, metadata.ref_min_score, metadata.ref_max_score).mean())
-                        scores[side].append(score)
-                        results["runs"].append({"dataset": dataset_id, "algo": algo, "seed": seed, "side": side,
-                                                "returns": returns.tolist(), "normalized_score": score})
-                    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-                    Path(args.output).write_text(json.dumps(results, indent=1))
-                cells = [f"{np.mean(scores[s]):6.1f} ± {np.std(scores[s]):5.1f}" for s in ("seqrl", "d3rlpy")]
-                print(f"{dataset_id:>32} {algo:>6} {cells[0]:>14} {cells[1]:>14}", flush=True)
-    print(f"per-run returns: {args.output}")
+            metadata[dataset_id] = get_metadata(dataset)
+            data[dataset_id] = Path(tmp) / f"{CONFIG_NAMES[dataset_id]}.npz"
+            export_transitions(dataset, data[dataset_id])
+        env_ids = {d: m.env_id for d, m in metadata.items()}
+        with ThreadPoolExecutor(max_workers=args.workers) as pool:
+            futures = {pool.submit(run_one, job, args, Path(tmp), data, env_ids): job for job in jobs}
+            for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
+                side, dataset_id, algo, seed = futures[future]
+                try:
+                    returns = np.asarray(future.result())
+                except RunFailed as error:  # keep going: the other runs' results still count
+                    failures.append(str(error))
+                    tqdm.write(str(error)[:2000])
+                    continue
+                meta = metadata[dataset_id]
+                score = float(normalized_score(returns, meta.ref_min_score, meta.ref_max_score).mean())
+                runs.append({"dataset": dataset_id, "algo": algo, "seed": seed, "side": side,
+                             "returns": returns.tolist(), "normalized_score": score})
+                tqdm.write(f"{side:>6} {algo:>5} {CONFIG_NAMES[dataset_id]:>20} seed {seed}: {score:6.1f}")
+                # Written after every run, so an interrupted benchmark resumes with --resume.
+                output.write_text(json.dumps({"budget": args.budget, "episodes": args.episodes, "runs": runs}, indent=1))
+
+    print(f"budget {args.budget:,} gradient steps per run, {args.episodes} episodes; normalised score, mean ± std over seeds")
+    print("\n".join(table(runs, args.datasets, args.algos)))
+    plot(runs, args.datasets, args.algos, args.budget, output.with_suffix(".png"))
+    print(f"per-run returns: {output}; plot: {output.with_suffix('.png')}")
+    if failures:
+        raise SystemExit(f"{len(failures)} runs failed (the others are in {output}; rerun with --resume)")
 
 
 if __name__ == "__main__":
