@@ -159,8 +159,9 @@ def main() -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     runs = load_previous(output, args) if args.resume else []
     done = {(r["side"], r["dataset"], r["algo"], r["seed"]) for r in runs}
-    # seqrl and d3rlpy runs alternate in the queue, so both cores stay busy whichever side is slower.
-    jobs = [(side, d, a, s) for d in args.datasets for a in args.algos for s in args.seeds for side in ("seqrl", "d3rlpy")
+    # In --algos order (put the slow ones last), seqrl's and d3rlpy's runs alternating, so both cores
+    # stay busy whichever side is slower.
+    jobs = [(side, d, a, s) for a in args.algos for d in args.datasets for s in args.seeds for side in ("seqrl", "d3rlpy")
             if (side, d, a, s) not in done]
     print(f"budget {args.budget:,} gradient steps per run, {args.episodes} episodes, seeds {args.seeds}; "
           f"{len(jobs)} runs to do ({len(done)} kept from {output}), {args.workers} at a time")
