@@ -7,9 +7,13 @@ import os
 from pathlib import Path
 from unittest import mock
 
+import gymnasium as gym
+import numpy as np
 import pytest
+from minari.serialization import serialize_space
 
 from seqrl.data.collect import collect, write_minari
+from seqrl.data.schema import DatasetMetadata
 from seqrl.data.sources import load_dataset, save_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +29,20 @@ def _collected_dataset(root: Path, env_id: str, dataset_id: str, episodes: int) 
     folder = root / dataset_id.replace("/", "_")
     save_dataset(dataset, folder)
     return folder
+
+
+def make_metadata(obs_dim=3, act_dim=2, discrete=False, action_space=None, **overrides) -> DatasetMetadata:
+    """Metadata of a synthetic dataset: an unbounded Box of ``obs_dim`` observations, and ``action_space``
+    (default: ``Discrete(act_dim)`` or ``Box(-1, 1, (act_dim,))``); ``overrides`` replace fields."""
+    if action_space is None:
+        action_space = gym.spaces.Discrete(act_dim) if discrete else gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
+    fields = dict(
+        dataset_id="test/synthetic-v0",
+        env_spec=None,
+        observation_space=serialize_space(gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)),
+        action_space=serialize_space(action_space),
+    )
+    return DatasetMetadata(**{**fields, **overrides})
 
 
 @pytest.fixture(scope="session")

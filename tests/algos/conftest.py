@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from minari.serialization import serialize_space
 
-from seqrl.data.schema import DatasetMetadata, build_dataset, get_metadata
+from seqrl.data.schema import build_dataset, get_metadata
 from seqrl.registry import get
 from seqrl.training.setup import build_optimizers
+
+from ..conftest import make_metadata
 
 BOX = spaces.Box(-1.0, 1.0, (1,), np.float32)
 
@@ -35,10 +36,7 @@ def transition_dataset(observations, actions, rewards, next_observations=None, t
         "truncations": last & ~terminations,
         "next_observations": observations if next_observations is None else np.asarray(next_observations, np.float32),
     }
-    obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
-    metadata = DatasetMetadata(dataset_id=dataset_id, env_spec=None, observation_space=serialize_space(obs_space),
-                               action_space=serialize_space(action_space))
-    return build_dataset(columns, metadata)
+    return build_dataset(columns, make_metadata(obs_dim, action_space=action_space, dataset_id=dataset_id))
 
 
 def best_bandit_action(observations: np.ndarray) -> np.ndarray:
@@ -222,6 +220,6 @@ def chain_actions():
     return chain_policy_actions
 
 
-@pytest.fixture(scope="session")
-def make_dataset():
+@pytest.fixture(scope="session", name="transition_dataset")
+def _transition_dataset_fixture():
     return transition_dataset

@@ -16,12 +16,12 @@ SMALL = dict(batch_size=128, actor_hidden_sizes=[64, 64], critic_hidden_sizes=[6
              tau=0.05)
 
 
-def test_actions_stay_within_a_narrow_data_support(make_dataset, train):
+def test_actions_stay_within_a_narrow_data_support(transition_dataset, train):
     # Data actions are 0.3 +- 0.02 and the reward is the action itself, so Q keeps rising towards 1.
     rng = np.random.default_rng(0)
     observations = rng.uniform(-1, 1, (2000, 2)).astype(np.float32)
     actions = np.clip(0.3 + 0.02 * rng.normal(size=(2000, 1)), -1, 1).astype(np.float32)
-    algorithm = train("bcq", make_dataset(observations, actions, actions[:, 0]), steps=300, **SMALL)
+    algorithm = train("bcq", transition_dataset(observations, actions, actions[:, 0]), steps=300, **SMALL)
     policy = algorithm.policy()
     policy.reset(512)
     acted = policy.act(rng.uniform(-1, 1, (512, 2)).astype(np.float32))

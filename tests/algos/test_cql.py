@@ -16,13 +16,13 @@ SMALL = dict(batch_size=128, num_sampled_actions=4, actor_hidden_sizes=[32, 32],
              learning_rate=1e-3, actor_learning_rate=1e-3, alpha_learning_rate=1e-3, tau=0.05)
 
 
-def test_out_of_distribution_actions_get_lower_q_than_data_actions(make_dataset, train):
+def test_out_of_distribution_actions_get_lower_q_than_data_actions(transition_dataset, train):
     # Actions near 0 only; the reward depends on the state alone, so plain regression has no reason
     # to tell actions apart, while CQL must push Q down away from the data.
     rng = np.random.default_rng(0)
     observations = rng.uniform(-1, 1, (2000, 2)).astype(np.float32)
     actions = np.clip(0.1 * rng.normal(size=(2000, 1)), -1, 1).astype(np.float32)
-    dataset = make_dataset(observations, actions, observations[:, 0])
+    dataset = transition_dataset(observations, actions, observations[:, 0])
 
     def q_gap(min_q_weight: float) -> torch.Tensor:
         algorithm = train("cql", dataset, steps=200, min_q_weight=min_q_weight, **SMALL)
@@ -77,8 +77,8 @@ def test_policies_train_through_the_loop_resume_and_reload(bandit_dataset, chain
     round_trip("cql_discrete", chain_dataset, tmp_path / "discrete", np.eye(5, dtype=np.float32), hidden_sizes=[16])
 
 
-def test_unbounded_actions_are_refused(make_dataset, build):
+def test_unbounded_actions_are_refused(transition_dataset, build):
     unbounded = spaces.Box(-np.inf, np.inf, (1,), np.float32)
-    dataset = make_dataset(np.zeros((4, 2)), np.zeros((4, 1)), np.zeros(4), action_space=unbounded)
+    dataset = transition_dataset(np.zeros((4, 2)), np.zeros((4, 1)), np.zeros(4), action_space=unbounded)
     with pytest.raises(ValueError, match="bounded Box action space"):
         build("cql", dataset)

@@ -20,11 +20,11 @@ def uniform_expectile(tau: float) -> float:
 
 
 @pytest.mark.parametrize("expectile", [0.7, 0.9])
-def test_value_reaches_the_upper_expectile_of_q(make_dataset, train, expectile):
+def test_value_reaches_the_upper_expectile_of_q(transition_dataset, train, expectile):
     # One state, a ~ U(-1, 1), reward a, terminal: Q(s, a) = a, so V(s) must be the expectile of U(-1, 1)
     # (0.209 for 0.7 and exactly 0.5 for 0.9), well above the mean 0.
     actions = np.random.default_rng(0).uniform(-1, 1, (4000, 1)).astype(np.float32)
-    dataset = make_dataset(np.zeros((4000, 1)), actions, actions[:, 0])
+    dataset = transition_dataset(np.zeros((4000, 1)), actions, actions[:, 0])
     algorithm = train("iql", dataset, steps=400, batch_size=256, expectile=expectile, actor_hidden_sizes=[16],
                       critic_hidden_sizes=[64, 64], learning_rate=3e-3, tau=0.1)
     with torch.no_grad():

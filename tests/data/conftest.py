@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import warnings
 
-import gymnasium as gym
 import minari
 import numpy as np
 import pytest
 from minari.data_collector import EpisodeBuffer
-from minari.serialization import serialize_space
 
-from seqrl.data.schema import DatasetMetadata, build_dataset
+from seqrl.data.schema import build_dataset
+
+from ..conftest import make_metadata
 
 
 def make_columns(lengths=(4, 3, 5), obs_dim=3, act_dim=2, discrete=False, seed=0) -> dict[str, np.ndarray]:
@@ -40,17 +40,6 @@ def make_columns(lengths=(4, 3, 5), obs_dim=3, act_dim=2, discrete=False, seed=0
         "truncations": truncations,
         "next_observations": rng.normal(size=(num_steps, obs_dim)).astype(np.float32),
     }
-
-
-def make_metadata(obs_dim=3, act_dim=2, discrete=False, **overrides) -> DatasetMetadata:
-    action_space = gym.spaces.Discrete(act_dim) if discrete else gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
-    fields = dict(
-        dataset_id="test/synthetic-v0",
-        env_spec=None,
-        observation_space=serialize_space(gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)),
-        action_space=serialize_space(action_space),
-    )
-    return DatasetMetadata(**{**fields, **overrides})
 
 
 def make_dataset(lengths=(4, 3, 5), obs_dim=3, act_dim=2, discrete=False, **column_edits):
