@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from bench_value_speed import export_transitions, peer_hparams, thread_env
+from bench_value_speed import export_transitions, peer_hparams, require_peer, thread_env
 from tqdm.auto import tqdm
 
 DEFAULT_MINARI_PATH = "/work/shared/datasets/minari"
@@ -143,9 +143,7 @@ def main() -> None:
     parser.add_argument("--output", default="runs/hopper_scores.json")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --output and do the rest")
     args = parser.parse_args()
-    if not Path(args.d3rlpy_python).exists():
-        raise SystemExit(f"no d3rlpy interpreter at {args.d3rlpy_python}; set it up with: python -m venv .venv-d3rlpy "
-                         "&& .venv-d3rlpy/bin/pip install torch==2.13.0 d3rlpy 'gymnasium[mujoco]==1.0.0'")
+    require_peer(args.d3rlpy_python)
     unknown = sorted(set(args.datasets) - set(CONFIG_NAMES))
     if unknown:
         raise SystemExit(f"no Hopper configs for {unknown}; choose from {sorted(CONFIG_NAMES)}")

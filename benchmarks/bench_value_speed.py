@@ -15,7 +15,8 @@ FLOP bound: the matmul FLOPs of one seqrl update (forward and backward, counted 
 ``torch.utils.flop_counter.FlopCounterMode``) against the float32 matmul peak measured in the same run
 with the same threads; updates/s at 100% would be ``peak / FLOPs``.
 
-Set up the peer once: ``python -m venv .venv-d3rlpy && .venv-d3rlpy/bin/pip install torch==2.13.0 d3rlpy``.
+Set up the peer once (``PEER_SETUP``): ``python -m venv .venv-d3rlpy && .venv-d3rlpy/bin/pip install torch==2.13.0
+d3rlpy 'gymnasium[mujoco]==1.0.0'``.
 
 Usage: ``python benchmarks/bench_value_speed.py [--algos cql iql bcq] [--steps 200] [--repeats 3]
 [--threads 1] [--d3rlpy-python .venv-d3rlpy/bin/python]``
@@ -40,6 +41,8 @@ from common import SeqrlTrainer, matmul_peak
 
 DEFAULT_MINARI_PATH = "/work/shared/datasets/minari"
 HERE = Path(__file__).resolve().parent
+PEER_SETUP = ("python -m venv .venv-d3rlpy && .venv-d3rlpy/bin/pip install torch==2.13.0 d3rlpy "
+              "'gymnasium[mujoco]==1.0.0'")
 
 
 def export_transitions(dataset, path: Path) -> None:
@@ -79,6 +82,12 @@ def peer_hparams(config) -> str:
     return json.dumps({k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (int, float, list, bool))})
 
 
+def require_peer(python: str) -> None:
+    """Exit with the set-up command when d3rlpy's interpreter is missing."""
+    if not Path(python).exists():
+        raise SystemExit(f"no d3rlpy interpreter at {python}; set it up with: {PEER_SETUP} (or pass --d3rlpy-python)")
+
+
 def thread_env(threads: int) -> dict:
     """The environment for a subprocess limited to ``threads`` OpenMP/MKL threads."""
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -104,9 +113,7 @@ def main() -> None:
     parser.add_argument("--d3rlpy-python", default=os.environ.get("D3RLPY_PYTHON", ".venv-d3rlpy/bin/python"))
     parser.add_argument("--peak-sizes", type=int, nargs="+", default=[1024, 2048])
     args = parser.parse_args()
-    if not Path(args.d3rlpy_python).exists():
-        raise SystemExit(f"no d3rlpy interpreter at {args.d3rlpy_python}; set it up with: python -m venv .venv-d3rlpy "
-                         "&& .venv-d3rlpy/bin/pip install torch==2.13.0 d3rlpy (or pass --d3rlpy-python)")
+    require_peer(args.d3rlpy_python)
 
     from seqrl import registry
     from seqrl.data.sources import load_dataset
