@@ -22,9 +22,10 @@ from minari.dataset.minari_dataset import DATASET_ID_RE
 from minari.serialization import serialize_space
 from minari.storage.datasets_root_dir import get_dataset_path
 
-from seqrl.data import schema
+from seqrl.data import schema, validation
 from seqrl.data.columns import release_mapped_pages
-from seqrl.data.schema import DatasetMetadata, as_rows, build_dataset, check_action_space
+from seqrl.data.schema import DatasetMetadata, as_rows, build_dataset
+from seqrl.data.validation import check_action_space
 from seqrl.errors import SeqRLError
 
 D4RL_FILE_SUFFIXES = (".hdf5", ".h5", ".npz")
@@ -302,7 +303,7 @@ def load_dataset(
     ref_min_score: float | None = None,
     ref_max_score: float | None = None,
 ) -> datasets.Dataset:
-    """Load ``source`` as a seqrl dataset with metadata, validated with :func:`seqrl.data.schema.validate`.
+    """Load ``source`` as a seqrl dataset with metadata, validated with :func:`seqrl.data.validation.validate`.
 
     ``env_id`` / ``ref_min_score`` / ``ref_max_score`` apply to D4RL files (overriding the file's attributes);
     every other source carries its own metadata.
@@ -339,7 +340,7 @@ def load_dataset(
         ds = _load_hub(source)
     release_mapped_pages(ds)  # opening a saved dataset leaves much of it resident through its memory map
     if validate:
-        schema.validate(ds)
+        validation.validate(ds)  # the module: the argument `validate` hides the function
     else:
         schema.get_metadata(ds)  # still fail early on data without seqrl metadata
     return ds
