@@ -145,15 +145,15 @@ def _load_from_disk(path: Path) -> datasets.Dataset:
 
 
 def _builtin(dataset_id: str) -> minari.MinariDataset:
-    from seqrl.data import collect  # imported here: collection pulls in environments and behaviour policies
+    from seqrl.data import builtin  # imported here: collection pulls in environments and behaviour policies
 
-    if dataset_id not in collect.BUILTIN_DATASETS:
+    if dataset_id not in builtin.BUILTIN_DATASETS:
         raise DatasetSourceError(
             f"{dataset_id!r} is not a built-in seqrl dataset. seqrl/... datasets are not downloaded: seqrl generates "
-            "them locally on first use (seqrl.data.collect.generate_builtin). "
-            f"Built-in ids: {sorted(collect.BUILTIN_DATASETS)}."
+            "them locally on first use (seqrl.data.builtin.generate_builtin). "
+            f"Built-in ids: {sorted(builtin.BUILTIN_DATASETS)}."
         )
-    return collect.generate_builtin(dataset_id)
+    return builtin.generate_builtin(dataset_id)
 
 
 def _download_minari(dataset_id: str) -> minari.MinariDataset:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from minari.serialization import deserialize_space
 
-from seqrl.data import collect, sources
+from seqrl.data import builtin, sources
 from seqrl.data.schema import COLUMNS, dataset_to_numpy, get_metadata
 from seqrl.data.sources import DatasetSourceError, from_minari, load_dataset, save_dataset
 
@@ -100,7 +100,7 @@ def test_missing_minari_id_says_how_to_download(minari_root, monkeypatch):
 
 
 def test_unknown_seqrl_id_says_it_is_generated(minari_root, monkeypatch):
-    monkeypatch.setattr(collect, "BUILTIN_DATASETS", {"seqrl/pendulum/mixed-v0": "pendulum"})
+    monkeypatch.setattr(builtin, "BUILTIN_DATASETS", {"seqrl/pendulum/mixed-v0": "pendulum"})
     with pytest.raises(DatasetSourceError) as error:
         load_dataset("seqrl/pendulum/nothing-v0")
     message = str(error.value)
@@ -115,8 +115,8 @@ def test_builtin_id_goes_through_generate_builtin(minari_root, monkeypatch, writ
         calls.append(dataset_id)
         return write_minari(dataset_id, box_episodes(), BOX_OBS, BOX_ACT)
 
-    monkeypatch.setattr(collect, "BUILTIN_DATASETS", {"seqrl/pendulum/mixed-v0": "pendulum"})
-    monkeypatch.setattr(collect, "generate_builtin", fake_generate)
+    monkeypatch.setattr(builtin, "BUILTIN_DATASETS", {"seqrl/pendulum/mixed-v0": "pendulum"})
+    monkeypatch.setattr(builtin, "generate_builtin", fake_generate)
     ds = load_dataset("seqrl/pendulum/mixed-v0")
     assert calls == ["seqrl/pendulum/mixed-v0"] and get_metadata(ds).dataset_id == "seqrl/pendulum/mixed-v0"
 
