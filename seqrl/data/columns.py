@@ -20,7 +20,7 @@ with numpy fancy indexing (``observations[rows]``), which needs one contiguous a
 Boolean columns are bit-packed in Arrow and cannot be viewed as numpy booleans; they follow case 2
 or 3 (one byte per row).
 
-Whole-dataset passes (writing the cache above, :func:`seqrl.data.schema.validate`,
+Whole-dataset passes (writing the cache above, :func:`seqrl.data.validation.validate`,
 :func:`seqrl.data.stats.compute_stats`) read the data with :func:`iter_blocks`, a block of rows at a
 time. For a dataset that lives in its Arrow files it streams the record batches from the files with
 ordinary reads instead of going through the dataset's memory map: every page read through the map

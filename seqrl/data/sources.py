@@ -1,9 +1,12 @@
 """Turn logged trajectories from any supported source into a seqrl :class:`datasets.Dataset`.
 
 Sources, in the order :func:`load_dataset` tries them: a ``save_to_disk`` folder; a Minari dataset folder;
-a D4RL-style ``.hdf5``/``.h5``/``.npz`` file; a Minari id ``namespace/name-vN`` found locally (under
-``MINARI_DATASETS_PATH``, else ``~/.minari/datasets``); a built-in ``seqrl/...`` id (generated on first use);
-a remote Minari id (``minari.download_dataset``, ids with two or more ``/``); a Hub dataset repo id.
+a D4RL-style ``.hdf5``/``.h5``/``.npz`` file (read by :mod:`seqrl.data.d4rl`); a Minari id ``namespace/name-vN``
+found locally (under ``MINARI_DATASETS_PATH``, else ``~/.minari/datasets``); a built-in ``seqrl/...`` id
+(generated on first use); a remote Minari id (``minari.download_dataset``, ids with two or more ``/``); a Hub
+dataset repo id. This module converts Minari datasets (:func:`from_minari`), loads ``save_to_disk`` folders,
+Minari ids and Hub repos, saves datasets (:func:`save_dataset`), and holds the observation-space flattening
+that the converters share.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import datasets
 import gymnasium as gym
@@ -22,14 +25,11 @@ from minari.dataset.minari_dataset import DATASET_ID_RE
 from minari.serialization import serialize_space
 from minari.storage.datasets_root_dir import get_dataset_path
 
-from seqrl.data import schema
+from seqrl.data import schema, validation
 from seqrl.data.columns import release_mapped_pages
-from seqrl.data.schema import DatasetMetadata, as_rows, build_dataset, check_action_space
+from seqrl.data.schema import DatasetMetadata, as_rows, build_dataset
+from seqrl.data.validation import check_action_space
 from seqrl.errors import SeqRLError
-
-D4RL_FILE_SUFFIXES = (".hdf5", ".h5", ".npz")
-D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
-
 
 class DatasetSourceError(SeqRLError):
     """A dataset source could not be found or read; the message says what to do."""
@@ -59,7 +59,7 @@ def flatten_batch(space: gym.Space, data: Any) -> np.ndarray:
                              "MultiBinary, MultiDiscrete and Dict/Tuple of those.")
 
 
-def _observation_spaces(space: gym.Space) -> tuple[str, str | None]:
+def observation_spaces(space: gym.Space) -> tuple[str, str | None]:
     """(serialized flat Box space of the observations column, serialized original space or None)."""
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
         return serialize_space(space), None
@@ -108,7 +108,7 @@ def from_minari(minari_dataset: minari.MinariDataset) -> datasets.Dataset:
     columns["next_observations"] = all_obs[~is_first]  # o_1 .. o_T of each episode
     raw = minari_dataset.storage.metadata
     env_spec = minari_dataset.env_spec
-    obs_json, original_obs_json = _observation_spaces(obs_space)
+    obs_json, original_obs_json = observation_spaces(obs_space)
     metadata = DatasetMetadata(
         dataset_id=minari_dataset.id,
         env_spec=None if env_spec is None else env_spec.to_json(),
@@ -118,113 +118,6 @@ def from_minari(minari_dataset: minari.MinariDataset) -> datasets.Dataset:
         **{key: None if raw.get(key) is None else float(raw[key]) for key in ("ref_min_score", "ref_max_score")},
     )
     return build_dataset(columns, metadata)
-
-
-# ---------------------------------------------------------------- D4RL
-
-
-def from_d4rl(
-    arrays: Mapping[str, np.ndarray],
-    env_id: str | None = None,
-    *,
-    dataset_id: str = "d4rl",
-    ref_min_score: float | None = None,
-    ref_max_score: float | None = None,
-) -> datasets.Dataset:
-    """A seqrl dataset from a D4RL-style dict of flat arrays (``observations, actions, rewards, terminals,
-    timeouts`` and optionally ``next_observations``).
-
-    An episode ends at each step with ``terminals | timeouts``; a step that has both is a termination. Steps
-    after the last flag form a final episode cut by the end of the log (a truncation). Without
-    ``next_observations``, ``s_{t+1}`` is the next row's observation; at an episode's last step it is unknown,
-    so a truncated episode drops its last step (the step before becomes the truncation, its ``s_{t+1}`` is
-    then known) and a terminated episode repeats ``s_t`` (never bootstrapped from, since the step is terminal).
-    Spaces come from ``gymnasium.make(env_id)`` when ``env_id`` is given, else from the data (unbounded Box
-    observations; Box actions unbounded, or ``Discrete(max + 1)`` for integer actions).
-    """
-    missing = [key for key in D4RL_KEYS if key not in arrays]
-    if missing:
-        raise DatasetSourceError(f"D4RL data {dataset_id!r} lacks the arrays {missing}; it needs {list(D4RL_KEYS)} "
-                                 "(and optionally next_observations), one row per step.")
-    sizes = {key: len(arrays[key]) for key in arrays}
-    if len(set(sizes.values())) != 1:
-        raise DatasetSourceError(f"D4RL data {dataset_id!r}: arrays have different numbers of rows {sizes}; "
-                                 "each needs one row per step.")
-    observations = as_rows(arrays["observations"], np.float32)  # [N, obs_dim]
-    actions = np.asarray(arrays["actions"])
-    terminals = np.asarray(arrays["terminals"], dtype=bool).reshape(-1)  # [N]
-    timeouts = np.asarray(arrays["timeouts"], dtype=bool).reshape(-1) & ~terminals  # [N]
-    num_steps = len(observations)
-    if num_steps and not (terminals[-1] or timeouts[-1]):
-        timeouts[-1] = True  # the log ends mid-episode: that last episode is truncated
-    keep = np.ones(num_steps, dtype=bool)
-    if "next_observations" in arrays:
-        next_observations = as_rows(arrays["next_observations"], np.float32)
-    else:
-        next_observations = np.empty_like(observations)
-        next_observations[:-1] = observations[1:]
-        next_observations[terminals] = observations[terminals]  # unused: terminal steps never bootstrap
-        truncated_rows = np.flatnonzero(timeouts)
-        keep[truncated_rows] = False  # s_{t+1} unknown at a truncated last step: drop that step ...
-        previous_rows = truncated_rows[truncated_rows > 0] - 1
-        timeouts[previous_rows] = True  # ... and end the episode one step earlier
-        timeouts &= ~terminals  # unless that step already ended the previous episode
-    done = terminals | timeouts  # [N]
-    episode_index = np.concatenate([[0], np.cumsum(done[:-1])]).astype(np.int64) if num_steps else np.zeros(0, np.int64)
-    columns = {
-        "episode_index": episode_index,
-        "observations": observations,
-        "actions": actions,
-        "rewards": np.asarray(arrays["rewards"]).reshape(num_steps),
-        "terminations": terminals,
-        "truncations": timeouts,
-        "next_observations": next_observations,
-    }
-    columns = {name: values[keep] for name, values in columns.items()}
-    starts, lengths = schema.episode_boundaries(columns["episode_index"])  # renumbered 0..E-1 below: dropping
-    columns["episode_index"] = np.repeat(np.arange(len(starts)), lengths)  # steps can remove one-step episodes
-    columns["timestep"] = np.arange(len(columns["rewards"])) - np.repeat(starts, lengths)
-    if env_id is not None:
-        try:
-            env = gym.make(env_id)
-        except gym.error.Error as error:
-            raise DatasetSourceError(f"D4RL data {dataset_id!r}: cannot make env {env_id!r} ({error}); import the package "
-                                     "that registers it, or pass env_id= with a registered gymnasium id.") from error
-        obs_space, action_space, env_spec = env.observation_space, env.action_space, env.spec.to_json()
-        env.close()
-    else:
-        obs_space, env_spec = gym.spaces.Box(-np.inf, np.inf, (observations.shape[1],), np.float32), None
-        if actions.dtype.kind in "iu":
-            action_space = gym.spaces.Discrete(int(actions.max()) + 1 if actions.size else 1)
-        else:
-            action_space = gym.spaces.Box(-np.inf, np.inf, (as_rows(actions).shape[1],), np.float32)
-    check_action_space(action_space, dataset_id)
-    obs_json, original_obs_json = _observation_spaces(obs_space)
-    metadata = DatasetMetadata(dataset_id, env_spec, obs_json, serialize_space(action_space), original_obs_json,
-                               ref_min_score, ref_max_score)
-    return build_dataset(columns, metadata)
-
-
-def read_d4rl_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(arrays, attributes) of a D4RL-style hdf5/npz file; attributes are ``env_id``/``env_name``,
-    ``dataset_id``, ``ref_min_score``, ``ref_max_score`` from hdf5 attrs or 0-d npz entries."""
-    path = Path(path)
-    names = D4RL_KEYS + ("next_observations",)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as file:
-            arrays = {key: file[key] for key in names if key in file.files}
-            raw_attrs = {key: file[key].item() for key in file.files if file[key].ndim == 0}
-    else:
-        import h5py
-
-        with h5py.File(path, "r") as file:
-            arrays = {key: file[key][()] for key in names if key in file}
-            raw_attrs = dict(file.attrs)
-    attrs = {key: (value.decode() if isinstance(value, bytes) else value) for key, value in raw_attrs.items()}
-    found = {"env_id": attrs.get("env_id", attrs.get("env_name")), "dataset_id": attrs.get("dataset_id", path.stem)}
-    for key in ("ref_min_score", "ref_max_score"):
-        found[key] = None if attrs.get(key) is None else float(attrs[key])
-    return arrays, found
 
 
 # ---------------------------------------------------------------- dispatch
@@ -252,15 +145,15 @@ def _load_from_disk(path: Path) -> datasets.Dataset:
 
 
 def _builtin(dataset_id: str) -> minari.MinariDataset:
-    from seqrl.data import collect  # imported here: collection pulls in environments and behaviour policies
+    from seqrl.data import builtin  # imported here: collection pulls in environments and behaviour policies
 
-    if dataset_id not in collect.BUILTIN_DATASETS:
+    if dataset_id not in builtin.BUILTIN_DATASETS:
         raise DatasetSourceError(
             f"{dataset_id!r} is not a built-in seqrl dataset. seqrl/... datasets are not downloaded: seqrl generates "
-            "them locally on first use (seqrl.data.collect.generate_builtin). "
-            f"Built-in ids: {sorted(collect.BUILTIN_DATASETS)}."
+            "them locally on first use (seqrl.data.builtin.generate_builtin). "
+            f"Built-in ids: {sorted(builtin.BUILTIN_DATASETS)}."
         )
-    return collect.generate_builtin(dataset_id)
+    return builtin.generate_builtin(dataset_id)
 
 
 def _download_minari(dataset_id: str) -> minari.MinariDataset:
@@ -302,11 +195,13 @@ def load_dataset(
     ref_min_score: float | None = None,
     ref_max_score: float | None = None,
 ) -> datasets.Dataset:
-    """Load ``source`` as a seqrl dataset with metadata, validated with :func:`seqrl.data.schema.validate`.
+    """Load ``source`` as a seqrl dataset with metadata, validated with :func:`seqrl.data.validation.validate`.
 
     ``env_id`` / ``ref_min_score`` / ``ref_max_score`` apply to D4RL files (overriding the file's attributes);
     every other source carries its own metadata.
     """
+    from seqrl.data.d4rl import D4RL_FILE_SUFFIXES, from_d4rl, read_d4rl_file  # d4rl imports this module
+
     source = str(source)
     path = Path(source).expanduser()
     is_d4rl_file = path.is_file() and path.suffix in D4RL_FILE_SUFFIXES
@@ -339,7 +234,7 @@ def load_dataset(
         ds = _load_hub(source)
     release_mapped_pages(ds)  # opening a saved dataset leaves much of it resident through its memory map
     if validate:
-        schema.validate(ds)
+        validation.validate(ds)  # the module: the argument `validate` hides the function
     else:
         schema.get_metadata(ds)  # still fail early on data without seqrl metadata
     return ds

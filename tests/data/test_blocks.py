@@ -12,8 +12,9 @@ import pytest
 
 from seqrl.data import columns
 from seqrl.data.columns import iter_blocks, release_mapped_pages
-from seqrl.data.schema import DatasetValidationError, build_dataset, chunk_to_numpy, dataset_to_numpy, validate
+from seqrl.data.schema import DatasetValidationError, build_dataset, chunk_to_numpy, dataset_to_numpy
 from seqrl.data.stats import compute_stats
+from seqrl.data.validation import validate
 
 LENGTHS = (4, 3, 5, 2, 6, 3)  # 23 rows
 

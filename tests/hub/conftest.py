@@ -32,7 +32,7 @@ from huggingface_hub.errors import (
 
 from seqrl import registry
 from seqrl.data.schema import get_metadata
-from seqrl.data.sources import from_d4rl
+from seqrl.data.d4rl import from_d4rl
 from seqrl.evaluation.report import write_report
 from seqrl.training.config import DataConfig, TrainConfig
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from huggingface_hub import DatasetCard, HfApi
 
-from seqrl.data.schema import COLUMNS, dataset_to_numpy, get_metadata, validate
+from seqrl.data.schema import COLUMNS, dataset_to_numpy, get_metadata
+from seqrl.data.validation import validate
 from seqrl.hub import ForeignRepoError, HubConnectionError, HubError, load_dataset_from_hub, push_dataset
 from seqrl.hub.__main__ import main
 
