@@ -46,8 +46,10 @@ class SeqrlTrainer:
                  mixed_precision: str = "no"):
         from seqrl import registry
         from seqrl.data.schema import get_metadata
+        from seqrl.training.memory import keep_freed_memory
         from seqrl.training.setup import build_optimizers, make_accelerator
 
+        keep_freed_memory()  # as train() does
         entry = registry.get(name)
         self.config = config
         algorithm = entry.algorithm(self.config, get_metadata(dataset))

@@ -24,6 +24,7 @@ from seqrl.data.schema import get_metadata
 from seqrl.registry import entry_for_config
 from seqrl.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from seqrl.training.config import TrainConfig
+from seqrl.training.memory import keep_freed_memory
 from seqrl.training.setup import build_optimizers, check_compatible, initialize_from, make_accelerator, save_policy
 
 
@@ -33,6 +34,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     ``on_checkpoint(checkpoint_dir, step)`` runs on the main process after each checkpoint is
     complete (``train.py --push_to_hub ... --push_every_checkpoint`` pushes it to the Hub)."""
     entry = entry_for_config(cfg.algo)
+    keep_freed_memory()  # large activations stay in the heap between steps instead of page-faulting back
     run_dir = Path(cfg.output_dir or f"runs/{entry.name}-{Path(cfg.data.dataset).name}")
     accelerator = make_accelerator(cfg, run_dir, entry.algorithm.find_unused_parameters)
     set_seed(cfg.seed)  # identical initial weights on every process
