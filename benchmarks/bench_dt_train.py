@@ -7,7 +7,7 @@ number of threads. A step includes drawing the batch (sampling is part of what i
 
 - ``seqrl``: the real pieces of ``seqrl.training.loop.train``: the ``dt`` algorithm from the registry
   with ``DTConfig()`` defaults, ``algorithm.make_sampler`` (``TrajectorySampler``),
-  ``build_optimizers``, ``make_accelerator`` and ``accelerator.prepare`` as in the loop (optionally
+  ``build_optimizer``, ``make_accelerator`` and ``accelerator.prepare`` as in the loop (optionally
   ``torch.compile``), then per step ``sampler.sample(step)`` -> ``torch.from_numpy(...).to(device)``
   -> ``training_step`` (and the loop's metric accumulation).
 - ``peer``: ``transformers.DecisionTransformerModel`` with the blog's ``TrainableDT.forward`` loss

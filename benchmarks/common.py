@@ -38,7 +38,7 @@ def matmul_peak(sizes: list[int], repeats: int, device: torch.device) -> tuple[f
 
 class SeqrlTrainer:
     """The pieces of ``seqrl.training.loop.train`` for registered algorithm ``name``, assembled the same
-    way: the sampler, ``build_optimizers``, ``make_accelerator``, ``accelerator.prepare`` (optionally
+    way: the sampler, ``build_optimizer``, ``make_accelerator``, ``accelerator.prepare`` (optionally
     ``torch.compile``), then per step ``sampler.sample(step)`` -> device -> ``training_step`` and the
     loop's metric accumulation."""
 
@@ -47,21 +47,17 @@ class SeqrlTrainer:
         from seqrl import registry
         from seqrl.data.schema import get_metadata
         from seqrl.training.memory import keep_freed_memory
-        from seqrl.training.setup import build_optimizers, make_accelerator
+        from seqrl.training.setup import build_optimizer, make_accelerator
 
         keep_freed_memory()  # as train() does
         entry = registry.get(name)
         self.config = config
         algorithm = entry.algorithm(self.config, get_metadata(dataset))
         self.sampler = algorithm.make_sampler(dataset, seed=0)
-        optimizers, schedulers = build_optimizers(algorithm, self.config)
         self.accelerator = make_accelerator(SimpleNamespace(mixed_precision=mixed_precision), run_dir,
                                             entry.algorithm.find_unused_parameters)
-        algorithm = self.accelerator.prepare(algorithm)
-        prepared = self.accelerator.prepare(*optimizers.values(), *schedulers.values())
-        prepared = prepared if isinstance(prepared, tuple) else (prepared,)
-        self.optimizers = dict(zip(optimizers, prepared[: len(optimizers)]))
-        self.schedulers = dict(zip(schedulers, prepared[len(optimizers):]))
+        algorithm, self.optimizer, self.scheduler = self.accelerator.prepare(algorithm,
+                                                                            *build_optimizer(algorithm, self.config))
         if compile_model:
             algorithm = torch.compile(algorithm)
         self.algorithm = algorithm
@@ -77,7 +73,7 @@ class SeqrlTrainer:
 
         device = self.accelerator.device
         batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in self.sampler.sample(step).items()}
-        output = training_step(self.accelerator, self.algorithm, self.unwrapped, self.optimizers, self.schedulers,
+        output = training_step(self.accelerator, self.algorithm, self.unwrapped, self.optimizer, self.scheduler,
                                batch, step, self.config.grad_clip)
         for key, value in output.metrics.items():  # what the loop does with the metrics between logs
             self.running[key] = self.running.get(key, 0.0) + value.detach().float()

@@ -2,7 +2,7 @@
 
 An :class:`Algorithm` is an ``nn.Module`` that owns every trainable module and target network. The
 loop calls it (``algo(batch, step)``, which is ``compute_loss``; calling the module keeps DDP's
-gradient hooks in play), backpropagates each named loss into its own optimizer, steps, and calls
+gradient hooks in play), backpropagates the named losses, steps the optimizer, and calls
 ``after_step``. ``policy()`` hands out the ``PreTrainedModel`` used for inference and saving.
 """
 
@@ -71,9 +71,9 @@ class ActorCriticConfig(TDConfig):
 class Output:
     """What ``compute_loss`` returns.
 
-    ``loss`` is one tensor for algorithms with a single optimizer, or a mapping from optimizer name (as
-    in ``optimizer_groups``) to the loss that optimizer minimises. The loop backpropagates their sum
-    once (DDP allows one backward per forward), so each loss must reach only its own optimizer's
+    ``loss`` is one tensor for algorithms with a single parameter group, or a mapping from group name
+    (as in ``optimizer_groups``) to the loss that group minimises. The loop backpropagates their sum
+    once (DDP allows one backward per forward), so each loss must reach only its own group's
     parameters: detach targets and freeze critics inside actor terms. ``metrics`` holds every named
     loss term and diagnostic as detached scalar tensors; the loop reads them only when it logs.
     """
@@ -110,7 +110,9 @@ class Algorithm(nn.Module):
         raise NotImplementedError
 
     def optimizer_groups(self) -> dict[str, list[dict]]:
-        """Optimizer name -> torch param groups (each may set its own ``lr``/``weight_decay``)."""
+        """Group name -> torch param groups (each may set its own ``lr``/``weight_decay``). The loop
+        steps all of them with one AdamW (``seqrl.training.setup.build_optimizer``); the names label
+        the losses, the logged learning rates and gradient clipping."""
         return {"main": [{"params": [p for p in self.parameters() if p.requires_grad]}]}
 
     def after_step(self) -> None:

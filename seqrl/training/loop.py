@@ -1,7 +1,8 @@
 """The one training loop, on Accelerate, for every algorithm in the registry.
 
 Per step: sample on the host, copy the batch to the device, compute the named losses under
-autocast, backpropagate each into its own optimizer, clip when gradients sync, step, ``after_step``.
+autocast, backpropagate their sum once (each reaches only its own named parameter group), clip each
+group when gradients sync, step the one optimizer, ``after_step``.
 Metrics stay on the device until a log step, so the step itself never waits on ``.item()``.
 ``accelerate launch`` / ``torchrun`` run the same function on several processes (DDP); every
 process samples its own stream, and only the main process writes files.
@@ -25,7 +26,8 @@ from seqrl.registry import entry_for_config
 from seqrl.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from seqrl.training.config import TrainConfig
 from seqrl.training.memory import keep_freed_memory
-from seqrl.training.setup import build_optimizers, check_compatible, initialize_from, make_accelerator, save_policy
+from seqrl.training.setup import (build_optimizer, check_compatible, initialize_from, make_accelerator, params_by_name,
+                                  save_policy)
 
 
 def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = None) -> Path:
@@ -46,12 +48,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     if cfg.init_from and not (cfg.resume and latest_checkpoint(run_dir)):
         initialize_from(algorithm.policy(), cfg.init_from)
     sampler = algorithm.make_sampler(dataset, cfg.seed, accelerator.process_index, accelerator.num_processes)
-    optimizers, schedulers = build_optimizers(algorithm, cfg.algo)
-    algorithm = accelerator.prepare(algorithm)
-    prepared = accelerator.prepare(*optimizers.values(), *schedulers.values())
-    prepared = prepared if isinstance(prepared, tuple) else (prepared,)
-    optimizers = dict(zip(optimizers, prepared[: len(optimizers)]))
-    schedulers = dict(zip(schedulers, prepared[len(optimizers):]))
+    algorithm, optimizer, scheduler = accelerator.prepare(algorithm, *build_optimizer(algorithm, cfg.algo))
     if cfg.compile:
         algorithm = torch.compile(algorithm)
 
@@ -77,14 +74,14 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     last_log = start
     for step in progress:
         batch = {k: torch.from_numpy(v).to(accelerator.device, non_blocking=True) for k, v in sampler.sample(step).items()}
-        output = training_step(accelerator, algorithm, unwrapped, optimizers, schedulers, batch, step, cfg.algo.grad_clip)
+        output = training_step(accelerator, algorithm, unwrapped, optimizer, scheduler, batch, step, cfg.algo.grad_clip)
         for key, value in output.metrics.items():
             running[key] = running.get(key, 0.0) + value.detach().float()
 
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
             logs = _reduce_logs(accelerator, running, done - last_log)
-            logs.update({f"lr/{n}": s.get_last_lr()[0] for n, s in schedulers.items()})
+            logs.update(_learning_rates(optimizer))
             accelerator.log(logs, step=done)
             progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if not k.startswith("lr/")})
             running, last_log = {}, done
@@ -106,26 +103,30 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     return run_dir
 
 
-def training_step(accelerator: Accelerator, algorithm, unwrapped, optimizers: dict, schedulers: dict,
+def training_step(accelerator: Accelerator, algorithm, unwrapped, optimizer, scheduler,
                   batch: dict[str, torch.Tensor], step: int, grad_clip: float | None):
     """One gradient step of any algorithm: forward under autocast, one backward of the summed named
-    losses (each reaches only its own optimizer's parameters, and DDP allows one backward per
-    forward), clip when gradients sync, step every optimizer and schedule, then ``after_step``."""
+    losses (each reaches only its own named parameter group, and DDP allows one backward per
+    forward), clip each named group's gradient norm when gradients sync, step, then ``after_step``."""
     with accelerator.accumulate(algorithm), accelerator.autocast():
         output = algorithm(batch, step)
         accelerator.backward(sum(output.losses().values()))
-        for name, optimizer in optimizers.items():
-            if accelerator.sync_gradients and grad_clip:
-                accelerator.clip_grad_norm_(_params(optimizer), grad_clip)
-            optimizer.step()
-            schedulers[name].step()
-            optimizer.zero_grad(set_to_none=True)
+        if accelerator.sync_gradients and grad_clip:
+            for params in params_by_name(optimizer).values():
+                accelerator.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
     unwrapped.after_step()
     return output
 
 
-def _params(optimizer) -> list[torch.nn.Parameter]:
-    return [p for group in optimizer.param_groups for p in group["params"]]
+def _learning_rates(optimizer) -> dict[str, float]:
+    """``lr/<name>`` of each named parameter group (its first torch group) for the logs."""
+    rates: dict[str, float] = {}
+    for group in optimizer.param_groups:
+        rates.setdefault(f"lr/{group['name']}", group["lr"])
+    return rates
 
 
 def _reduce_logs(accelerator: Accelerator, running: dict[str, torch.Tensor], count: int) -> dict[str, float]:

@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from seqrl.data.schema import build_dataset, get_metadata
 from seqrl.registry import get
-from seqrl.training.setup import build_optimizers
+from seqrl.training.setup import build_optimizer
 
 from ..conftest import make_metadata
 
@@ -110,14 +110,14 @@ def make_algorithm(name: str, dataset, **config):
 
 
 def run_training(name: str, dataset, steps: int, seed: int = 0, **config):
-    """Train like seqrl.training.loop does per step: one backward of the summed named losses, every
-    named optimizer steps, then after_step. Returns the trained algorithm.
+    """Train like seqrl.training.loop does per step: one backward of the summed named losses, one
+    optimizer step over every named group, then after_step. Returns the trained algorithm.
 
     Runs on one thread: the networks are tiny, and several threads on a shared machine are slower."""
     torch.manual_seed(seed)
     algorithm = make_algorithm(name, dataset, **config)
     sampler = algorithm.make_sampler(dataset, seed=seed)
-    optimizers, _ = build_optimizers(algorithm, algorithm.config)
+    optimizer, _ = build_optimizer(algorithm, algorithm.config)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -125,9 +125,8 @@ def run_training(name: str, dataset, steps: int, seed: int = 0, **config):
             batch = {k: torch.from_numpy(v) for k, v in sampler.sample(step).items()}
             output = algorithm(batch, step)
             sum(output.losses().values()).backward()
-            for optimizer in optimizers.values():
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
             algorithm.after_step()
     finally:
         torch.set_num_threads(threads)
