@@ -17,6 +17,9 @@ from seqrl.errors import SeqRLError
 from seqrl.training.config import TrainConfig
 
 
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+
+
 class ConfigError(SeqRLError):
     pass
 
@@ -74,6 +77,10 @@ def parse_train_args(argv: list[str], config_dir: Path | None = None) -> TrainCo
         cfg.resume = True
     if cfg.steps < 1:
         raise ConfigError(f"--steps must be at least 1 (got {cfg.steps}).")
+    if str(cfg.mixed_precision).lower() in ("false", "off"):  # YAML reads a bare `no` as false
+        cfg.mixed_precision = "no"
+    if cfg.mixed_precision not in PRECISIONS:
+        raise ConfigError(f"--mixed_precision {cfg.mixed_precision}: choose one of {', '.join(PRECISIONS)}.")
     return cfg
 
 

@@ -121,6 +121,19 @@ def test_unknown_config_key_is_a_clear_error(tmp_path):
         parse_train_args(["--resume"])
 
 
+@pytest.mark.parametrize("value", ["auto", "no", "bf16", "fp16"])
+def test_every_mixed_precision_choice_parses(value, tmp_path):
+    assert parse_train_args(["--mixed_precision", value]).mixed_precision == value
+    config = tmp_path / "run.yaml"
+    config.write_text(f"mixed_precision: {value}\n")  # YAML reads a bare `no` as false
+    assert parse_train_args(["--config", str(config)]).mixed_precision == value
+
+
+def test_unknown_mixed_precision_is_a_clear_error():
+    with pytest.raises(ConfigError, match="--mixed_precision fp8: choose one of auto, no, bf16, fp16"):
+        parse_train_args(["--mixed_precision", "fp8"])
+
+
 def test_cli_prints_one_error_line_and_keeps_existing_run(pendulum_dir, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
