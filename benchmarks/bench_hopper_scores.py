@@ -10,7 +10,9 @@ For every dataset (``--datasets``, Minari ids read from ``MINARI_DATASETS_PATH``
   (``--d3rlpy-python``), with the same config's hyperparameters, on the same transitions, evaluated on
   the same env from the same starting seeds; returns normalised with the dataset's reference scores.
 
-Both sides get ``--budget`` gradient steps and one thread each. ``--workers`` runs go at once
+``--sides`` picks what runs: ``seqrl``, ``d3rlpy`` (the default pair) and ``seqrl-bf16``, seqrl's run
+with ``--mixed_precision bf16`` (bf16 autocast, float32 weights), to check that the faster precision
+trains as well. Every side gets ``--budget`` gradient steps and one thread. ``--workers`` runs go at once
 (default 2, one per core), seqrl's and d3rlpy's alternating in the queue; timing is not compared,
 only scores. The table gives mean ± std over seeds of each side's mean normalised score, and a bar
 chart of the same goes beside ``--output``. Every finished run is written to ``--output`` (JSON) at
@@ -18,7 +20,7 @@ once, so a run that fails costs only itself, and ``--resume`` picks an interrupt
 
 Usage: ``python benchmarks/bench_hopper_scores.py [--budget 100000] [--seeds 0 1 2] [--episodes 10]
 [--algos cql iql bcq td3bc bc] [--datasets mujoco/hopper/medium-v0 mujoco/hopper/medium-replay-v0]
-[--workers 2] [--output runs/hopper_scores.json] [--resume]``
+[--sides seqrl d3rlpy seqrl-bf16] [--workers 2] [--output runs/hopper_scores.json] [--resume]``
 """
 
 from __future__ import annotations
@@ -39,21 +41,24 @@ from tqdm.auto import tqdm
 DEFAULT_MINARI_PATH = "/work/shared/datasets/minari"
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_NAMES = {"mujoco/hopper/medium-v0": "hopper-medium", "mujoco/hopper/medium-replay-v0": "hopper-medium-replay"}
+SIDES = {"seqrl": "tab:blue", "d3rlpy": "tab:orange", "seqrl-bf16": "tab:green"}  # and their bar colours
 
 
 class RunFailed(RuntimeError):
     """One training run exited with an error (its stderr tail is the message)."""
 
 
-def run_seqrl(algo: str, dataset_id: str, seed: int, args, workdir: Path) -> list[float]:
-    output = workdir / f"seqrl-{algo}-{CONFIG_NAMES[dataset_id]}-{seed}"
+def run_seqrl(algo: str, dataset_id: str, seed: int, args, workdir: Path, precision: str = "no") -> list[float]:
+    side = "seqrl" if precision == "no" else f"seqrl-{precision}"
+    output = workdir / f"{side}-{algo}-{CONFIG_NAMES[dataset_id]}-{seed}"
     command = [sys.executable, "train.py", "--config", f"configs/{algo}/{CONFIG_NAMES[dataset_id]}.yaml",
                "--output_dir", str(output), "--steps", str(args.budget), "--seed", str(seed),
+               "--mixed_precision", precision,
                "--checkpoint_every", "0", "--eval.every", "0", "--eval.episodes", str(args.episodes),
                "--eval.num_envs", str(min(10, args.episodes)), "--eval.seed", str(seed)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=thread_env(1))
     if result.returncode != 0:
-        raise RunFailed(f"seqrl {algo} on {dataset_id}, seed {seed} failed:\n{result.stderr[-3000:]}")
+        raise RunFailed(f"{side} {algo} on {dataset_id}, seed {seed} failed:\n{result.stderr[-3000:]}")
     row = json.loads((output / "eval_info.json").read_text())["results"][0]
     return row["returns"]
 
@@ -74,8 +79,8 @@ def run_d3rlpy(algo: str, dataset_id: str, seed: int, args, data: Path, env_id: 
 
 def run_one(job: tuple, args, workdir: Path, data: dict[str, Path], env_ids: dict[str, str]) -> list[float]:
     side, dataset_id, algo, seed = job
-    if side == "seqrl":
-        return run_seqrl(algo, dataset_id, seed, args, workdir)
+    if side.startswith("seqrl"):
+        return run_seqrl(algo, dataset_id, seed, args, workdir, precision=side.partition("-")[2] or "no")
     return run_d3rlpy(algo, dataset_id, seed, args, data[dataset_id], env_ids[dataset_id])
 
 
@@ -90,23 +95,23 @@ def load_previous(path: Path, args) -> list[dict]:
     return previous["runs"]
 
 
-def table(runs: list[dict], datasets: list[str], algos: list[str]) -> list[str]:
+def table(runs: list[dict], datasets: list[str], algos: list[str], sides: list[str]) -> list[str]:
     """One line per (dataset, algo): mean ± std over seeds of each side's mean normalised score."""
-    lines = [f"{'dataset':>32} {'algo':>6} {'seeds':>5} {'seqrl':>14} {'d3rlpy':>14}"]
+    lines = [f"{'dataset':>32} {'algo':>6} {'seeds':>5} " + " ".join(f"{side:>14}" for side in sides)]
     for dataset_id in datasets:
         for algo in algos:
             cells, seeds = [], set()
-            for side in ("seqrl", "d3rlpy"):
+            for side in sides:
                 scores = [r["normalized_score"] for r in runs if (r["dataset"], r["algo"], r["side"]) == (dataset_id, algo, side)]
                 seeds |= {r["seed"] for r in runs if (r["dataset"], r["algo"], r["side"]) == (dataset_id, algo, side)}
                 cells.append(f"{np.mean(scores):6.1f} ± {np.std(scores):5.1f}" if scores else "-")
             if seeds:
-                lines.append(f"{dataset_id:>32} {algo:>6} {len(seeds):>5} {cells[0]:>14} {cells[1]:>14}")
+                lines.append(f"{dataset_id:>32} {algo:>6} {len(seeds):>5} " + " ".join(f"{c:>14}" for c in cells))
     return lines
 
 
-def plot(runs: list[dict], datasets: list[str], algos: list[str], budget: int, path: Path) -> None:
-    """Bars of the mean normalised score per algorithm, seqrl beside d3rlpy, one panel per dataset;
+def plot(runs: list[dict], datasets: list[str], algos: list[str], sides: list[str], budget: int, path: Path) -> None:
+    """Bars of the mean normalised score per algorithm, the sides side by side, one panel per dataset;
     the dots are the seeds."""
     import matplotlib
 
@@ -115,11 +120,13 @@ def plot(runs: list[dict], datasets: list[str], algos: list[str], budget: int, p
 
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), dpi=120, squeeze=False)
     for ax, dataset_id in zip(axes[0], datasets):
-        for offset, (side, color) in zip((-0.2, 0.2), (("seqrl", "tab:blue"), ("d3rlpy", "tab:orange"))):
+        width = 0.8 / len(sides)
+        for k, side in enumerate(sides):
+            offset, color = (k - (len(sides) - 1) / 2) * width, SIDES[side]
             for i, algo in enumerate(algos):
                 scores = [r["normalized_score"] for r in runs if (r["dataset"], r["algo"], r["side"]) == (dataset_id, algo, side)]
                 if scores:
-                    ax.bar(i + offset, np.mean(scores), width=0.4, color=color, alpha=0.8, label=side if i == 0 else None)
+                    ax.bar(i + offset, np.mean(scores), width=width, color=color, alpha=0.8, label=side if i == 0 else None)
                     ax.scatter([i + offset] * len(scores), scores, color="black", s=8, zorder=3)
         ax.set_xticks(range(len(algos)), algos)
         ax.set_title(f"{dataset_id}, {budget:,} steps")
@@ -138,12 +145,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", type=int, default=100_000, help="gradient steps per run, both sides")
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--sides", nargs="+", choices=list(SIDES), default=["seqrl", "d3rlpy"])
     parser.add_argument("--workers", type=int, default=2, help="runs at once, one thread each (one per core)")
     parser.add_argument("--d3rlpy-python", default=os.environ.get("D3RLPY_PYTHON", ".venv-d3rlpy/bin/python"))
     parser.add_argument("--output", default="runs/hopper_scores.json")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --output and do the rest")
     args = parser.parse_args()
-    require_peer(args.d3rlpy_python)
+    if "d3rlpy" in args.sides:
+        require_peer(args.d3rlpy_python)
     unknown = sorted(set(args.datasets) - set(CONFIG_NAMES))
     if unknown:
         raise SystemExit(f"no Hopper configs for {unknown}; choose from {sorted(CONFIG_NAMES)}")
@@ -157,9 +166,9 @@ def main() -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     runs = load_previous(output, args) if args.resume else []
     done = {(r["side"], r["dataset"], r["algo"], r["seed"]) for r in runs}
-    # In --algos order (put the slow ones last), seqrl's and d3rlpy's runs alternating, so both cores
-    # stay busy whichever side is slower.
-    jobs = [(side, d, a, s) for a in args.algos for d in args.datasets for s in args.seeds for side in ("seqrl", "d3rlpy")
+    # In --algos order (put the slow ones last), the sides' runs alternating, so both cores stay busy
+    # whichever side is slower.
+    jobs = [(side, d, a, s) for a in args.algos for d in args.datasets for s in args.seeds for side in args.sides
             if (side, d, a, s) not in done]
     print(f"budget {args.budget:,} gradient steps per run, {args.episodes} episodes, seeds {args.seeds}; "
           f"{len(jobs)} runs to do ({len(done)} kept from {output}), {args.workers} at a time")
@@ -192,8 +201,8 @@ def main() -> None:
                 output.write_text(json.dumps({"budget": args.budget, "episodes": args.episodes, "runs": runs}, indent=1))
 
     print(f"budget {args.budget:,} gradient steps per run, {args.episodes} episodes; normalised score, mean ± std over seeds")
-    print("\n".join(table(runs, args.datasets, args.algos)))
-    plot(runs, args.datasets, args.algos, args.budget, output.with_suffix(".png"))
+    print("\n".join(table(runs, args.datasets, args.algos, args.sides)))
+    plot(runs, args.datasets, args.algos, args.sides, args.budget, output.with_suffix(".png"))
     print(f"per-run returns: {output}; plot: {output.with_suffix('.png')}")
     if failures:
         raise SystemExit(f"{len(failures)} runs failed (the others are in {output}; rerun with --resume)")

@@ -12,14 +12,18 @@ and the same machine, in one run. An update includes drawing its batch:
   so it lives in its own virtual environment): ``algo.update(dataset.sample_transition_batch(...))``.
 
 FLOP bound: the matmul FLOPs of one seqrl update (forward and backward, counted by
-``torch.utils.flop_counter.FlopCounterMode``) against the float32 matmul peak measured in the same run
-with the same threads; updates/s at 100% would be ``peak / FLOPs``.
+``torch.utils.flop_counter.FlopCounterMode``) against the matmul peak measured in the same run with the
+same threads; updates/s at 100% would be ``peak / FLOPs``.
+
+``--mixed-precision bf16`` trains the seqrl side under bf16 autocast (``train.py --mixed_precision
+bf16``; weights, optimizer and losses stay float32) and measures the peak as a bf16 matmul. d3rlpy has
+no mixed precision, so its side stays float32 and its bound column is then against the bf16 peak too.
 
 Set up the peer once (``PEER_SETUP``): ``python -m venv .venv-d3rlpy && .venv-d3rlpy/bin/pip install torch==2.13.0
 d3rlpy 'gymnasium[mujoco]==1.0.0'``.
 
 Usage: ``python benchmarks/bench_value_speed.py [--algos cql iql bcq] [--steps 200] [--repeats 3]
-[--threads 1] [--d3rlpy-python .venv-d3rlpy/bin/python]``
+[--threads 1] [--mixed-precision no|bf16] [--d3rlpy-python .venv-d3rlpy/bin/python]``
 """
 
 from __future__ import annotations
@@ -112,6 +116,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--d3rlpy-python", default=os.environ.get("D3RLPY_PYTHON", ".venv-d3rlpy/bin/python"))
     parser.add_argument("--peak-sizes", type=int, nargs="+", default=[1024, 2048])
+    parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
+                        help="seqrl's autocast (d3rlpy has none and stays float32)")
     args = parser.parse_args()
     require_peer(args.d3rlpy_python)
 
@@ -122,9 +128,11 @@ def main() -> None:
     os.environ.setdefault("MINARI_DATASETS_PATH", DEFAULT_MINARI_PATH)
     dataset = load_dataset(args.dataset)
     device = torch.device("cpu")
-    peak, peak_size = matmul_peak(args.peak_sizes, 5, device)
+    precision = "bfloat16" if args.mixed_precision == "bf16" else "float32"
+    peak, peak_size = matmul_peak(args.peak_sizes, 5, device, getattr(torch, precision))
     print(f"{args.dataset}: {dataset.num_rows:,} steps; {args.threads} threads; {args.steps} updates x {args.repeats} "
-          f"repeats per side (after {args.warmup}), median; float32 matmul peak {peak / 1e9:.1f} GFLOP/s at {peak_size}")
+          f"repeats per side (after {args.warmup}), median; seqrl in {precision}, d3rlpy in float32; {precision} "
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s at {peak_size}")
     print(f"{'algo':>5} {'seqrl upd/s':>12} {'d3rlpy upd/s':>13} {'ratio':>7} {'GFLOP/upd':>10} {'bound upd/s':>12} "
           f"{'seqrl % of bound':>17} {'d3rlpy % of bound':>18}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +140,7 @@ def main() -> None:
         export_transitions(dataset, data)
         for name in args.algos:
             config = registry.get(name).config()
-            trainer = SeqrlTrainer(name, config, dataset, Path(tmp) / name)
+            trainer = SeqrlTrainer(name, config, dataset, Path(tmp) / name, mixed_precision=args.mixed_precision)
             ours = statistics.median(seqrl_rates(trainer, args.warmup, args.steps, args.repeats))
             flops = update_flops(trainer)
             peer = d3rlpy_rates(args.d3rlpy_python, data, name, config, args)

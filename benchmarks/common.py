@@ -16,12 +16,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(sizes: list[int], repeats: int, device: torch.device) -> tuple[float, int]:
-    """(best median float32 FLOP/s over ``sizes``, the size that reached it)."""
+def matmul_peak(sizes: list[int], repeats: int, device: torch.device,
+                dtype: torch.dtype = torch.float32) -> tuple[float, int]:
+    """(best median FLOP/s of an ``n x n`` matmul in ``dtype`` over ``sizes``, the size that reached it)."""
     best, best_size = 0.0, 0
     for n in sizes:
-        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-        out = torch.empty(n, n, device=device)
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        out = torch.empty(n, n, device=device, dtype=dtype)
         torch.mm(a, b, out=out)  # warm-up
         synchronize(device)
         times = []

@@ -59,7 +59,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     """How many of the newest checkpoints to keep."""
     mixed_precision: str = "auto"
-    """"auto" (bf16 on GPUs that support it, else full precision), "no", "bf16" or "fp16"."""
+    """"auto" (bf16 autocast on GPUs that support it, else float32), "no", "bf16" or "fp16". "bf16" also runs
+    on CPUs, natively fast on those with AVX512-BF16 or AMX; weights and optimizer state stay float32."""
     compile: bool = False
     """Compile the algorithm with torch.compile."""
 
