@@ -35,6 +35,10 @@ def make_accelerator(cfg, run_dir: Path, find_unused_parameters: bool = False) -
         # processes as one gloo group (MULTI_CPU) instead of as independent copies.
         cpu=not torch.accelerator.is_available(),
         mixed_precision=precision,
+        # The warm-up counts gradient steps. Accelerate's default steps a prepared schedule once per
+        # process per step (made for data loaders whose length shrinks with the process count); here
+        # every process draws a full batch per step, so that would shorten the warm-up N-fold.
+        step_scheduler_with_optimizer=False,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],

@@ -96,16 +96,35 @@ def test_two_processes_draw_different_data_and_only_main_writes(pendulum_dir, tm
     assert "PROCESSES 2 SAME False" in draw.stdout, draw.stdout + draw.stderr[-3000:]
 
     run = tmp_path / "ddp"
-    result = subprocess.run([*torchrun, "train.py", *tiny_args(pendulum_dir, run, 6, "--checkpoint_every", "3")],
+    result = subprocess.run([*torchrun, "train.py", *tiny_args(pendulum_dir, run, 6, "--checkpoint_every", "3",
+                                                              "--algo.warmup_steps", "10")],
                             cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines() == [str(run.resolve())]  # printed once, by the main process
     events = list((run / "logs").rglob("events.out.tfevents.*"))
     assert len({e.name.split(".")[-2] for e in events}) == 1, f"TensorBoard files from several processes: {events}"
+    # The warm-up counts gradient steps, whatever the number of processes: (step + 1) / 10 of the rate
+    # after `step` steps (Accelerate's default would step the schedule once per process).
+    config = parse_train_args(tiny_args(pendulum_dir, run, 6), config_dir=REPO / "configs")
+    assert logged(run, "lr/main") == pytest.approx({2: 0.3 * config.algo.learning_rate, 4: 0.5 * config.algo.learning_rate,
+                                                    6: 0.7 * config.algo.learning_rate})
     step = latest_checkpoint(run)
     # Accelerate keeps one RNG file per process; everything else exists once.
     assert sorted(p.name for p in step.glob("random_states_*")) == ["random_states_0.pkl", "random_states_1.pkl"]
     assert (run / "model.safetensors").is_file() and (run / "config.json").is_file()
+
+
+def logged(run: Path, tag: str) -> dict[int, float]:
+    """Step -> value of a scalar the run logged to TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values = {}
+    for events in (run / "logs").rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        if tag in accumulator.Tags()["scalars"]:
+            values.update({event.step: event.value for event in accumulator.Scalars(tag)})
+    return values
 
 
 def test_unknown_config_key_is_a_clear_error(tmp_path):
