@@ -57,8 +57,11 @@ def make_encoder(obs_dim: int, hidden_sizes: Sequence[int] = ()) -> nn.Module:
 
 def _concat(features: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """``[features, other]`` on the last dim, leading dims broadcast: [..., F] + [..., D] -> [..., F + D]."""
+    other = other.to(features.dtype)
+    if features.shape[:-1] == other.shape[:-1]:  # the common case, without broadcast_shapes' Python cost
+        return torch.cat([features, other], dim=-1)
     lead = torch.broadcast_shapes(features.shape[:-1], other.shape[:-1])
-    return torch.cat([features.expand(*lead, -1), other.to(features.dtype).expand(*lead, -1)], dim=-1)
+    return torch.cat([features.expand(*lead, -1), other.expand(*lead, -1)], dim=-1)
 
 
 # --- plain and ensemble MLPs -------------------------------------------------------------------
