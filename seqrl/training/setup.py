@@ -63,9 +63,10 @@ def build_optimizer(algorithm: Algorithm, cfg: AlgoConfig) -> tuple[torch.optim.
 
     Each named group of ``optimizer_groups`` (actor, critic, value, ...) becomes torch param groups
     tagged with its ``name``, keeping its own ``lr`` and ``weight_decay``. AdamW updates every parameter
-    from its own gradient and moments, so this steps exactly as one optimizer per name would, but in
-    one fused kernel call, behind one Accelerate wrapper and one schedule: that saves 0.35 ms of IQL's
-    9 ms step on a CPU core. DeepSpeed also takes only one optimizer.
+    from its own gradient and moments, so this steps exactly as one optimizer per name would, but
+    behind one Accelerate wrapper and one schedule (on one CPU core, IQL's three wrapped optimizers with
+    their schedules took 0.79 ms a step; the fused AdamW step itself takes 0.29 ms). DeepSpeed also takes
+    only one optimizer.
     """
     groups = [{**group, "name": name} for name, named in algorithm.optimizer_groups().items() for group in named]
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
