@@ -54,7 +54,7 @@ class BC(Algorithm):
 
     def compute_loss(self, batch: dict[str, torch.Tensor], step: int) -> Output:
         actor, observations = self.model.actor, batch["observations"]  # [B, S]
-        if self.metadata.is_discrete:
+        if self.model.config.discrete_actions:
             loss = F.cross_entropy(actor(observations).float(), batch["actions"])
         else:
             actions = self.model.normalize_actions(batch["actions"]).clamp(-1.0, 1.0)  # [B, A]

@@ -77,7 +77,7 @@ class IQL(Algorithm):
 
     def _q(self, critic: QEnsemble, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_e(s, a) [E, B] for continuous actions [B, A] or action ids [B]."""
-        if self.metadata.is_discrete:
+        if self.model.config.discrete_actions:
             q_all = critic(observations)  # [E, B, n]
             return q_all.gather(-1, actions.view(1, -1, 1).expand(q_all.shape[0], -1, 1)).squeeze(-1)
         return critic(observations, actions)
@@ -86,7 +86,7 @@ class IQL(Algorithm):
         cfg = self.config
         observations, next_observations = batch["observations"], batch["next_observations"]  # [B, S]
         actions = batch["actions"]
-        if not self.metadata.is_discrete:
+        if not self.model.config.discrete_actions:
             actions = self.model.normalize_actions(actions).clamp(-1.0, 1.0)  # [B, A]
 
         with torch.no_grad():
