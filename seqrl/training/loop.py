@@ -99,6 +99,11 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
         save_policy(unwrapped.policy(), run_dir)
     if cfg.eval.final:
         _evaluate(accelerator, unwrapped.policy(), cfg, run_dir, cfg.steps, final=True)
+    # Free DDP's reducer before end_training() destroys the process group. Freed after it, the reducer
+    # would own the group last and join gloo's worker threads while holding the GIL, which a worker still
+    # releasing tensors needs: a 2-process TD3+BC run once hung at exit in exactly that join.
+    del algorithm
+    accelerator.free_memory()
     accelerator.end_training()
     return run_dir
 
