@@ -48,8 +48,8 @@ class RunFailed(RuntimeError):
     """One training run exited with an error (its stderr tail is the message)."""
 
 
-def run_seqrl(algo: str, dataset_id: str, seed: int, args, workdir: Path, precision: str = "no") -> list[float]:
-    side = "seqrl" if precision == "no" else f"seqrl-{precision}"
+def run_seqrl(algo: str, dataset_id: str, seed: int, args, workdir: Path, side: str = "seqrl") -> list[float]:
+    precision = side.partition("-")[2] or "no"  # "seqrl-bf16" -> "bf16"
     output = workdir / f"{side}-{algo}-{CONFIG_NAMES[dataset_id]}-{seed}"
     command = [sys.executable, "train.py", "--config", f"configs/{algo}/{CONFIG_NAMES[dataset_id]}.yaml",
                "--output_dir", str(output), "--steps", str(args.budget), "--seed", str(seed),
@@ -80,7 +80,7 @@ def run_d3rlpy(algo: str, dataset_id: str, seed: int, args, data: Path, env_id: 
 def run_one(job: tuple, args, workdir: Path, data: dict[str, Path], env_ids: dict[str, str]) -> list[float]:
     side, dataset_id, algo, seed = job
     if side.startswith("seqrl"):
-        return run_seqrl(algo, dataset_id, seed, args, workdir, precision=side.partition("-")[2] or "no")
+        return run_seqrl(algo, dataset_id, seed, args, workdir, side)
     return run_d3rlpy(algo, dataset_id, seed, args, data[dataset_id], env_ids[dataset_id])
 
 
