@@ -29,58 +29,18 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from transformers import GPT2Config
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 from transformers.pytorch_utils import Conv1D
 
+from seqrl.models.gpt import block_forward
+
 from seqrl.models.decision_transformer.configuration_decision_transformer import DecisionTransformerConfig
 from seqrl.models.policy import SeqRLPolicy
 
 TOKENS_PER_STEP = 3  # (return-to-go, state, action)
-
-
-def _conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """GPT-2's ``Conv1D`` (``x @ weight + bias``, weight [in, out]) on a slice of its columns."""
-    return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], weight.shape[-1])
-
-
-def _block_forward(block: GPT2Block, x: torch.Tensor, mask: torch.Tensor, n_head: int, store=None,
-                   queries: slice | None = None) -> torch.Tensor:
-    """One pre-LN GPT-2 block on tokens ``x`` [B, N, H] under the boolean ``mask`` [B, 1, Nq, L].
-
-    Every token gives a key and a value; only the tokens in ``queries`` (all by default) are queries,
-    and only their outputs [B, Nq, H] are computed. The last block uses this: the loss and the action
-    read only state tokens, so there the other tokens need only their keys and values, which saves
-    about 10/12 of that block's matmuls for 2 of every 3 tokens.
-
-    Without ``store`` the tokens attend to each other (L = N). With it, ``store(k, v)`` files the new
-    tokens' keys and values [B, nh, N, hd] in the key/value cache and returns the whole cache
-    [B, nh, L, hd] to attend over.
-    """
-    # Written with functional ops on the block's own parameters: acting calls this on 3 tokens per
-    # step, where module-call overhead would cost more than the arithmetic.
-    attn, mlp, hidden, training = block.attn, block.mlp, x.shape[-1], block.training
-    h = F.layer_norm(x, (hidden,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
-    weight, bias = attn.c_attn.weight, attn.c_attn.bias  # [H, 3H], [3H]: columns q | k | v
-    if queries is None:
-        q, k, v = _conv1d(h, weight, bias).split(hidden, dim=-1)
-    else:
-        k, v = _conv1d(h, weight[:, hidden:], bias[hidden:]).split(hidden, dim=-1)
-        x = x[:, queries]
-        q = _conv1d(h[:, queries], weight[:, :hidden], bias[:hidden])
-    q, k, v = (t.unflatten(-1, (n_head, -1)).transpose(1, 2) for t in (q, k, v))  # [B, nh, N, hd]
-    if store is not None:
-        k, v = store(k, v)
-    dropout = attn.attn_dropout.p if training else 0.0
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # [B, nh, Nq, hd]
-    out = _conv1d(out.transpose(1, 2).flatten(2), attn.c_proj.weight, attn.c_proj.bias)
-    x = x + F.dropout(out, attn.resid_dropout.p, training)
-    h = F.layer_norm(x, (hidden,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
-    h = _conv1d(mlp.act(_conv1d(h, mlp.c_fc.weight, mlp.c_fc.bias)), mlp.c_proj.weight, mlp.c_proj.bias)
-    return x + F.dropout(h, mlp.dropout.p, training)
 
 
 def band_mask(query_index: torch.Tensor, key_index: torch.Tensor, key_valid: torch.Tensor, context_len: int) -> torch.Tensor:
@@ -180,10 +140,10 @@ class DecisionTransformer(SeqRLPolicy):
         mask = band_mask(index, index, valid, self.config.context_len)
         mask = mask | torch.eye(mask.shape[-1], dtype=torch.bool, device=mask.device)
         for block in self.blocks[:-1]:
-            x = _block_forward(block, x, mask, self.config.n_head)
+            x = block_forward(block, x, mask, self.config.n_head)
         # The last block computes outputs only at the state tokens (positions 1, 4, 7, ...).
         states_only = slice(1, None, TOKENS_PER_STEP)
-        state_tokens = _block_forward(self.blocks[-1], x, mask[:, :, states_only], self.config.n_head,
+        state_tokens = block_forward(self.blocks[-1], x, mask[:, :, states_only], self.config.n_head,
                                       queries=states_only)  # [B, T, H]
         return self._head(state_tokens)
 
@@ -244,7 +204,7 @@ class DecisionTransformer(SeqRLPolicy):
                 return self._keys[layer], self._values[layer]
 
             last = layer == cfg.n_layer - 1  # the last block needs only the state token's output
-            x = _block_forward(block, x, mask[:, :, 2:] if last else mask, cfg.n_head, store,
+            x = block_forward(block, x, mask[:, :, 2:] if last else mask, cfg.n_head, store,
                                queries=slice(2, 3) if last else None)
         prediction = self._head(x[:, 0])  # [B, act_dim]
         action = prediction.argmax(-1) if cfg.discrete_actions else prediction
