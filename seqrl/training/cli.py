@@ -15,6 +15,7 @@ import yaml
 
 from seqrl.errors import SeqRLError
 from seqrl.training.config import TrainConfig
+from seqrl.training.setup import SCHEDULES
 
 
 PRECISIONS = ("auto", "no", "bf16", "fp16")
@@ -81,6 +82,8 @@ def parse_train_args(argv: list[str], config_dir: Path | None = None) -> TrainCo
         cfg.mixed_precision = "no"
     if cfg.mixed_precision not in PRECISIONS:
         raise ConfigError(f"--mixed_precision {cfg.mixed_precision}: choose one of {', '.join(PRECISIONS)}.")
+    if cfg.algo.lr_schedule not in SCHEDULES:
+        raise ConfigError(f"--algo.lr_schedule {cfg.algo.lr_schedule}: choose one of {', '.join(SCHEDULES)}.")
     return cfg
 
 

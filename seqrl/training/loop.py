@@ -48,7 +48,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     if cfg.init_from and not (cfg.resume and latest_checkpoint(run_dir)):
         initialize_from(algorithm.policy(), cfg.init_from)
     sampler = algorithm.make_sampler(dataset, cfg.seed, accelerator.process_index, accelerator.num_processes)
-    algorithm, optimizer, scheduler = accelerator.prepare(algorithm, *build_optimizer(algorithm, cfg.algo))
+    algorithm, optimizer, scheduler = accelerator.prepare(algorithm, *build_optimizer(algorithm, cfg.algo, cfg.steps))
     if cfg.compile:
         algorithm = torch.compile(algorithm)
 

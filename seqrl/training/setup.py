@@ -4,6 +4,7 @@ checks between an algorithm and a dataset, and the atomic save of the final poli
 from __future__ import annotations
 
 import functools
+import math
 import os
 import shutil
 from pathlib import Path
@@ -58,21 +59,38 @@ def _ask_once_for_lomo() -> None:
         accelerate.optimizer.is_lomo_available = functools.cache(check)
 
 
-def build_optimizer(algorithm: Algorithm, cfg: AlgoConfig) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """One fused AdamW over all of the algorithm's named parameter groups, with a linear warm-up.
+def build_optimizer(algorithm: Algorithm, cfg: AlgoConfig, total_steps: int | None = None
+                    ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """One fused AdamW over all of the algorithm's named parameter groups, with a linear warm-up and,
+    with ``lr_schedule: cosine``, a cosine decay to ``min_lr_ratio`` at ``total_steps``.
 
     Each named group of ``optimizer_groups`` (actor, critic, value, ...) becomes torch param groups
-    tagged with its ``name``, keeping its own ``lr`` and ``weight_decay``. AdamW updates every parameter
-    from its own gradient and moments, so this steps exactly as one optimizer per name would, but
-    behind one Accelerate wrapper and one schedule (on one CPU core, IQL's three wrapped optimizers with
-    their schedules took 0.79 ms a step; the fused AdamW step itself takes 0.29 ms). DeepSpeed also takes
-    only one optimizer.
+    tagged with its ``name``, keeping its own ``lr``, ``weight_decay`` (and ``betas``, where it sets them).
+    AdamW updates every parameter from its own gradient and moments, so this steps exactly as one
+    optimizer per name would, but behind one Accelerate wrapper and one schedule (on one CPU core, IQL's
+    three wrapped optimizers with their schedules took 0.79 ms a step; the fused AdamW step itself takes
+    0.29 ms). DeepSpeed also takes only one optimizer.
     """
     groups = [{**group, "name": name} for name, named in algorithm.optimizer_groups().items() for group in named]
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
-    warmup = max(cfg.warmup_steps, 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
+        learning_rate_factor, warmup=max(cfg.warmup_steps, 1), schedule=cfg.lr_schedule,
+        total=total_steps, floor=cfg.min_lr_ratio))
     return optimizer, scheduler
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate_factor(step: int, warmup: int, schedule: str = "constant", total: int | None = None,
+                         floor: float = 0.1) -> float:
+    """Multiplier of the learning rate at ``step`` (0-based): ``(step + 1) / warmup`` during the warm-up, then
+    1, or for "cosine" ``floor + (1 - floor) * (1 + cos(pi * p)) / 2`` with ``p`` the fraction of the steps
+    after the warm-up that have passed (the reference Trajectory Transformer's schedule)."""
+    if step + 1 < warmup or schedule == "constant" or not total:
+        return min(1.0, (step + 1) / warmup)
+    progress = min(1.0, (step + 1 - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def params_by_name(optimizer) -> dict[str, list[torch.nn.Parameter]]:
