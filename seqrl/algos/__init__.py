@@ -9,6 +9,7 @@ from seqrl.algos.cql_discrete import DiscreteCQL, DiscreteCQLConfig
 from seqrl.algos.dt import DecisionTransformerAlgorithm, DTConfig
 from seqrl.algos.iql import IQL, IQLConfig
 from seqrl.algos.td3bc import TD3BC, TD3BCConfig
+from seqrl.algos.tt import TrajectoryTransformerAlgorithm, TTConfig
 
 __all__ = [
     "AWAC",
@@ -29,4 +30,6 @@ __all__ = [
     "IQLConfig",
     "TD3BC",
     "TD3BCConfig",
+    "TTConfig",
+    "TrajectoryTransformerAlgorithm",
 ]

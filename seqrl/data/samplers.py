@@ -20,7 +20,7 @@ uniform inside it, exactly as in the Decision Transformer reference code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from datasets import Dataset
@@ -284,6 +284,127 @@ class TransitionSampler(_EpisodeSampler):
             "terminals": self.terminations[last_rows].astype(np.float32),  # [B]
             "discounts": (self.gamma ** summed_steps).astype(np.float32),  # [B]
         }
+
+
+class TokenSampler(_EpisodeSampler):
+    """Windows of whole transitions as tokens, for the Trajectory Transformer (Janner et al. 2021).
+
+    Each row becomes one transition of ``D = obs_dim + act_dim + 2`` numbers (:meth:`transition_columns`)::
+
+        (s_t, a_t, r_t, V_t)   with  r_t = termination_penalty  where the episode terminates at t,
+                                     V_t = sum_{k >= 0} gamma^k r_{t+1+k}   (within the episode; 0 at its end)
+
+    with ``s`` normalised by ``obs_mean``/``obs_std`` and Box actions mapped to [-1, 1] by their bounds, as
+    the policy acts. :meth:`tokenize` turns the ``[N, D]`` columns into tokens once (memory-mapped from the
+    dataset's cache folder, keyed by the discretiser's edges). ``sample(step)`` draws rows as the other
+    samplers do (``P(e) = L_e / N``) and returns the ``W = window`` transitions from each::
+
+        tokens      [B, W * D] int64   the window's tokens; ``stop_token`` after the episode's end
+        timesteps   [B, W]     int64   the episode timestep of each transition (counting on past the end)
+        valid       [B, W]     int64   1 on the episode's transitions, 0 past its end (loss masked there)
+
+    Windows run past the episode end rather than being left-padded, as in the reference, so the model
+    learns the first transitions of a window without earlier context and the last ones of an episode.
+    """
+
+    def __init__(self, dataset: Dataset, window: int, batch_size: int, gamma: float = 0.99,
+                 termination_penalty: float | None = -100.0,
+                 obs_mean: Sequence[float] | np.ndarray | None = None,
+                 obs_std: Sequence[float] | np.ndarray | None = None,
+                 action_low: Sequence[float] | np.ndarray | None = None,
+                 action_high: Sequence[float] | np.ndarray | None = None,
+                 seed: int = 0, process_index: int = 0, num_processes: int = 1):
+        _require(window >= 1, f"window must be >= 1 transition, got {window}")
+        _require(0.0 <= gamma <= 1.0, f"gamma must be in [0, 1], got {gamma}")
+        super().__init__(dataset, batch_size, obs_mean, obs_std, seed, process_index, num_processes)
+        self.window, self.gamma = int(window), float(gamma)
+        self.termination_penalty = None if termination_penalty is None else float(termination_penalty)
+        self.action_low = None if action_low is None else np.asarray(action_low, np.float32)
+        self.action_high = None if action_high is None else np.asarray(action_high, np.float32)
+        self.timesteps = column_array(self.dataset, "timestep")  # [N]
+        self.tokens: np.ndarray | None = None  # [N, D] after tokenize()
+        self.stop_token = -1
+
+    def _config(self) -> dict:
+        return {"window": self.window, "gamma": self.gamma, "termination_penalty": self.termination_penalty}
+
+    @property
+    def transition_dim(self) -> int:
+        return self.observations.shape[1] + (1 if self.is_discrete else self.actions.shape[1]) + 2
+
+    def transition_columns(self) -> np.ndarray:
+        """``[N, D]`` float32: normalised observation, action ([-1, 1] or the id), reward, value."""
+        rewards = column_array(self.dataset, "rewards").astype(np.float64)  # [N]
+        if self.termination_penalty is not None:
+            terminal = column_array(self.dataset, "terminations").astype(bool)
+            rewards = np.where(terminal, self.termination_penalty, rewards)
+        actions = self._gather_actions(np.arange(self.num_steps))
+        if self.is_discrete:
+            actions = actions[:, None].astype(np.float32)
+        elif self.action_low is not None:
+            actions = 2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0
+        return np.concatenate([
+            self._normalise(self.observations), actions.astype(np.float32),
+            rewards[:, None].astype(np.float32), self._values(rewards)[:, None].astype(np.float32),
+        ], axis=1)
+
+    def _values(self, rewards: np.ndarray) -> np.ndarray:
+        """``V_t = sum_{k>=0} gamma^k r_{t+1+k}`` inside each episode [N] (float64).
+
+        The discounted suffix sum ``S_t = r_t + gamma S_{t+1}`` (``S = r`` at an episode's last row) is a
+        linear recurrence; a doubling scan computes it in ``log2(longest episode)`` vectorised passes:
+        after the pass with offset ``d``, ``S_t`` sums ``2d`` terms and ``coef_t`` is the discount that
+        carries the rest from row ``t + 2d`` (0 once that row lies past the episode end).
+        """
+        ends = np.repeat(self.episode_starts + self.episode_lengths, self.episode_lengths)  # [N] exclusive
+        rows = np.arange(self.num_steps)
+        suffix = rewards.copy()
+        coef = np.where(rows + 1 < ends, self.gamma, 0.0)  # [N]
+        offset = 1
+        while offset < self.episode_lengths.max():
+            suffix[:-offset] += coef[:-offset] * suffix[offset:]
+            coef[:-offset] *= coef[offset:]
+            coef[-offset:] = 0.0
+            offset *= 2
+        values = np.zeros(self.num_steps)
+        inside = rows + 1 < ends
+        values[inside] = suffix[rows[inside] + 1]
+        return values
+
+    def tokenize(self, encode: Callable[[np.ndarray], np.ndarray], n_bins: int, key: str,
+                 columns: np.ndarray | None = None) -> None:
+        """Tokens of every row ``[N, D]`` from ``encode`` (``[rows, D]`` floats -> tokens), cached beside
+        the dataset under ``key`` (which must change with the discretiser's edges)."""
+        columns = self.transition_columns() if columns is None else columns
+        block = self._block_rows
+
+        def blocks() -> Iterable[np.ndarray]:
+            for begin in range(0, self.num_steps, block):
+                yield encode(columns[begin:begin + block]).astype(np.int16)
+
+        shape = (self.num_steps, columns.shape[1])
+        tokens = cached_array(self.dataset, f"seqrl-tokens-{key}", shape, np.int16, blocks)
+        self.tokens = np.concatenate(list(blocks())) if tokens is None else tokens
+        self.stop_token = int(n_bins)
+
+    _block_rows = 1 << 16
+
+    def sample(self, step: int) -> dict[str, np.ndarray]:
+        """The batch for training step ``step`` (same arguments, same batch)."""
+        return self.windows(self._draw_rows(step))
+
+    def windows(self, start_rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The windows of ``window`` transitions that start at the given rows [B]."""
+        if self.tokens is None:
+            raise SamplerConfigError("TokenSampler.tokenize() must run before sampling")
+        start_rows = np.asarray(start_rows, dtype=np.int64)
+        _, episode_end = self._locate(start_rows)
+        rows = start_rows[:, None] + np.arange(self.window)  # [B, W]
+        valid = rows < episode_end[:, None]  # [B, W]
+        tokens = self.tokens[np.minimum(rows, episode_end[:, None] - 1)].astype(np.int64)  # [B, W, D]
+        tokens[~valid] = self.stop_token
+        timesteps = self.timesteps[start_rows].astype(np.int64)[:, None] + np.arange(self.window)  # [B, W]
+        return {"tokens": tokens.reshape(len(start_rows), -1), "timesteps": timesteps, "valid": valid.astype(np.int64)}
 
 
 def _require(condition: bool, message: str) -> None:
