@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=None, help="JSON report (default: POLICY/eval_info.json, or ./eval_info.json for Hub ids)")
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--planner", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="Trajectory Transformer planning settings for this evaluation, e.g. beam_width=32 "
+                             "horizon=5 (default: those saved with the policy)")
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.num_envs < 1:
         parser.error("--episodes and --num_envs must be at least 1")
@@ -30,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy = load_policy(args.policy, revision=args.revision, device=device)
+    if args.planner:
+        override_planner(policy, args.planner, parser)
     report = evaluate_policy(policy, args.target_returns, args.episodes, args.num_envs, args.seed)
     report["policy"] = args.policy
     local = Path(args.policy)
@@ -37,6 +42,23 @@ def main(argv: list[str] | None = None) -> None:
     write_report(report, output)
     print(format_table(report))
     print(f"Wrote {output}" + (f" and {output.with_suffix('.png')}" if policy.uses_target_return else ""))
+
+
+def override_planner(policy, settings: list[str], parser: argparse.ArgumentParser) -> None:
+    """Apply ``KEY=VALUE`` planner settings to a planning policy, checked as training checks them."""
+    if not hasattr(policy.config, "planner"):
+        parser.error(f"--planner: the policy (algo '{policy.config.algo}') does not plan; only --algo tt policies do.")
+    from seqrl.models.trajectory_transformer.planner import resolve
+
+    changes = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--planner {item}: write KEY=VALUE, e.g. beam_width=32")
+        changes[key] = float(value) if key == "cdf_act" else int(value)
+    planner = {**policy.config.planner, **changes}
+    resolve(planner, policy.config.env_id, policy.config.window)  # a setting that cannot work fails now
+    policy.config.planner = planner
 
 
 if __name__ == "__main__":
