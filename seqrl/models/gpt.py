@@ -18,8 +18,8 @@ def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.T
     return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], weight.shape[-1])
 
 
-def block_forward(block: GPT2Block, x: torch.Tensor, mask: torch.Tensor, n_head: int, store=None,
-                  queries: slice | None = None) -> torch.Tensor:
+def block_forward(block: GPT2Block, x: torch.Tensor, mask: torch.Tensor | None, n_head: int, store=None,
+                  queries: slice | None = None, attend=None) -> torch.Tensor:
     """One pre-LN GPT-2 block on tokens ``x`` [B, N, H] under the boolean ``mask`` [B, 1, Nq, L].
 
     Every token gives a key and a value; only the tokens in ``queries`` (all by default) are queries,
@@ -29,7 +29,8 @@ def block_forward(block: GPT2Block, x: torch.Tensor, mask: torch.Tensor, n_head:
 
     Without ``store`` the tokens attend to each other (L = N). With it, ``store(k, v)`` files the new
     tokens' keys and values [B, nh, N, hd] in the key/value cache and returns the whole cache
-    [B, nh, L, hd] to attend over.
+    [B, nh, L, hd] to attend over. With ``attend``, ``attend(q, k, v)`` files the keys and values and does
+    the attention itself over a cache the caller lays out, returning [B, nh, Nq, hd] (``mask`` is unused).
     """
     # Written with functional ops on the block's own parameters: acting calls this on 3 tokens per
     # step, where module-call overhead would cost more than the arithmetic.
@@ -45,8 +46,10 @@ def block_forward(block: GPT2Block, x: torch.Tensor, mask: torch.Tensor, n_head:
     q, k, v = (t.unflatten(-1, (n_head, -1)).transpose(1, 2) for t in (q, k, v))  # [B, nh, N, hd]
     if store is not None:
         k, v = store(k, v)
-    if store is not None and q.shape[-2] <= 4:
-        out = _few_query_attention(q, k, v, mask)
+    if attend is not None:
+        out = attend(q, k, v)
+    elif store is not None and q.shape[-2] <= 4:
+        out = few_query_attention(q, k, v, mask)
     else:
         dropout = attn.attn_dropout.p if training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # [B, nh, Nq, hd]
@@ -57,7 +60,7 @@ def block_forward(block: GPT2Block, x: torch.Tensor, mask: torch.Tensor, n_head:
     return x + F.dropout(h, mlp.dropout.p, training)
 
 
-def _few_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def few_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax attention of a few cached-decoding queries [B, nh, Nq, hd] over keys/values [B, nh, L, hd]
     under the boolean ``mask`` [B, 1, Nq, L], as two batched matmuls (no dropout: acting only).
 

@@ -107,20 +107,30 @@ def test_cached_decoding_gives_the_logits_of_a_full_forward():
     cached, full = CachedDecoder(model, 3), FullDecoder(model, 3)
     hidden_c, hidden_f = cached.start(tokens, index, valid), full.start(tokens, index, valid)
     torch.testing.assert_close(hidden_c, hidden_f, atol=1e-5, rtol=1e-5)
-    rows = torch.arange(3).repeat_interleave(4)  # fan out to 4 beams per env, then reorder them
-    for decoder in (cached, full):
-        decoder.select(rows)
-    rng = np.random.default_rng(1)
-    next_index = index[:, -1] + 1
-    for step in range(3 * model.config.transition_dim):  # three transitions: the ring wraps around
-        new = torch.from_numpy(rng.integers(0, model.config.n_bins, 12))
-        hidden_c, hidden_f = cached.step(new, next_index), full.step(new, next_index)
-        torch.testing.assert_close(hidden_c, hidden_f, atol=1e-5, rtol=1e-5)  # float32: agreement to 1e-5
-        next_index = next_index + 1
-        if step % 5 == 4:
-            order = torch.from_numpy(np.concatenate([4 * env + rng.permutation(4) for env in range(3)]))  # within envs
-            cached.select(order)
-            full.select(order)
+    rng, next_index, per_env = np.random.default_rng(1), index[:, -1] + 1, 1
+
+    def step_both(count):
+        nonlocal next_index
+        for _ in range(count):
+            new = torch.from_numpy(rng.integers(0, model.config.n_bins, 3 * per_env))
+            hidden_c, hidden_f = cached.step(new, next_index), full.step(new, next_index)
+            torch.testing.assert_close(hidden_c, hidden_f, atol=1e-5, rtol=1e-5)  # float32: agreement to 1e-5
+            next_index = next_index + 1
+
+    # As the search does: fan beams out (candidates share their parent's cache), extend them, keep some
+    # (their parents' caches are copied, their own tokens written in), extend those. 24 tokens: the
+    # ring of 3 transitions (21 slots) wraps around.
+    for copies in (4, 2, 3):
+        for decoder in (cached, full):
+            decoder.expand(copies)
+        per_env *= copies
+        step_both(5)
+        keep = per_env // 2
+        rows = torch.from_numpy(np.concatenate([env * per_env + rng.choice(per_env, keep, replace=False) for env in range(3)]))
+        for decoder in (cached, full):
+            decoder.select(rows)
+        per_env = keep
+        step_both(3)
 
 
 def test_cached_and_uncached_planning_choose_the_same_plan():
@@ -161,6 +171,9 @@ class ToyWorld:
     def start(self, tokens, index, valid):
         self.state = tokens[:, -1]
         return self.any_action(len(tokens))
+
+    def expand(self, copies):
+        self.select(torch.arange(len(self.state)).repeat_interleave(copies))
 
     def select(self, rows):
         self.state = self.state[rows]

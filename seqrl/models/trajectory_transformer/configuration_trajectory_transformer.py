@@ -23,7 +23,8 @@ class TrajectoryTransformerConfig(PolicyConfigMixin, PretrainedConfig):
         hidden_size: width of the embeddings and GPT-2 blocks.
         n_layer: number of GPT-2 blocks.
         n_head: attention heads per block.
-        activation_function: the block MLP's activation (GELU, as minGPT and the reference).
+        activation_function: the block MLP's activation: GELU with the tanh approximation, as minGPT and the
+            reference, in PyTorch's fused kernel (transformers' "gelu_new" is the same function in five ops).
         resid_pdrop, embd_pdrop, attn_pdrop: dropout rates, as in GPT-2.
         layer_norm_epsilon: epsilon of the layer norms.
         initializer_range: std of the normal init of linear, embedding and head weights.
@@ -45,7 +46,7 @@ class TrajectoryTransformerConfig(PolicyConfigMixin, PretrainedConfig):
         hidden_size: int = 128,
         n_layer: int = 4,
         n_head: int = 4,
-        activation_function: str = "gelu_new",
+        activation_function: str = "gelu_pytorch_tanh",
         resid_pdrop: float = 0.1,
         embd_pdrop: float = 0.1,
         attn_pdrop: float = 0.1,

@@ -131,11 +131,13 @@ class TrajectoryTransformer(SeqRLPolicy):
         time = self.embed_timestep(timestep.clamp(0, self.config.max_ep_len - 1))
         return self.embed_dropout(self.embed_token(rows) + time)
 
-    def run_blocks(self, x: torch.Tensor, mask: torch.Tensor, stores=None) -> torch.Tensor:
+    def run_blocks(self, x: torch.Tensor, mask: torch.Tensor | None, stores=None, attends=None) -> torch.Tensor:
         """The GPT-2 stack on embeddings [B, N, H] under ``mask``; ``stores[layer](k, v)`` files keys and
-        values in a cache (see :func:`seqrl.models.gpt.block_forward`). Returns ``ln_f`` outputs [B, N, H]."""
+        values in a cache, or ``attends[layer](q, k, v)`` does each layer's attention over one (see
+        :func:`seqrl.models.gpt.block_forward`). Returns ``ln_f`` outputs [B, N, H]."""
         for layer, block in enumerate(self.blocks):
-            x = block_forward(block, x, mask, self.config.n_head, None if stores is None else stores[layer])
+            x = block_forward(block, x, mask, self.config.n_head, None if stores is None else stores[layer],
+                              attend=None if attends is None else attends[layer])
         return self.ln_f(x)
 
     def hidden_states(self, tokens: torch.Tensor, index: torch.Tensor, valid: torch.Tensor | None = None,

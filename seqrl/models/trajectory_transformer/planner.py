@@ -138,8 +138,15 @@ class CachedDecoder:
     The ring has ``context * D`` slots per row: a token of transition ``t`` sees transitions ``t - context +
     1 .. t``, at most that many tokens, so the slot a new token overwrites always holds a token that no
     later query may see. Slot bookkeeping (global index, validity) is per env, since all beams of an env
-    share their structure; keys and values [layers, rows, heads, slots, head_dim] are per row and follow
-    the beams through :meth:`select`.
+    share their structure.
+
+    Beams share what they have in common instead of copying it. :meth:`expand` fans every row out to
+    ``copies`` candidates without copying its ring: the candidates' own new tokens go to a small local
+    cache, and each attention step reads the parent's ring once for all its candidates (one batched
+    matmul of ``copies`` queries per parent) plus the candidate's local keys. :meth:`select` then copies
+    the ring of each kept candidate's parent once and writes the candidate's local tokens into it. So a
+    search step copies the ring once, for the kept beams, where copying on expansion too would copy it
+    three times as much; the first step fans each env's prefix out to all its candidates without a copy.
     """
 
     def __init__(self, model: TrajectoryTransformer, context: int):
@@ -156,29 +163,61 @@ class CachedDecoder:
         self.key_index = torch.zeros(envs, self.slots, dtype=torch.long, device=tokens.device)
         self.key_valid = torch.zeros(envs, self.slots, dtype=torch.bool, device=tokens.device)
         self.key_index[:, :length], self.key_valid[:, :length] = index, valid
-        self.position, self.keys, self.values = length % self.slots, None, None
+        self.position, self.ring, self.fan, self.local_slots = length % self.slots, None, 1, []
         mask = attention_mask(index, index, valid, model.config.transition_dim, self.context)
         mask = mask | torch.diag_embed(~valid)[:, None]  # padded queries see themselves (see hidden_states)
-        hidden = model.run_blocks(model.embed(tokens, index), mask, [self._filer(layer, slice(0, length), slice(0, length))
-                                                                    for layer in range(model.config.n_layer)])
-        return hidden[:, -1]
+        stores = [self._ring_store(layer, slice(0, length), slice(0, length)) for layer in range(model.config.n_layer)]
+        return model.run_blocks(model.embed(tokens, index), mask, stores)[:, -1]
 
-    def _filer(self, layer: int, where: slice, visible: slice = slice(None)):
-        """``store`` for layer ``layer``: files new keys/values at slots ``where``, returns slots ``visible``."""
+    def _ring_store(self, layer: int, where: slice, visible: slice = slice(None)):
+        """``store`` for layer ``layer``: files new keys/values at ring slots ``where``, returns slots ``visible``."""
         def store(k: torch.Tensor, v: torch.Tensor):  # [rows, heads, n, head_dim]
-            if self.keys is None:
-                shape = (self.model.config.n_layer, k.shape[0], k.shape[1], self.slots, k.shape[3])
-                self.keys = k.new_zeros(shape)
-                self.values = v.new_zeros(shape)
-            self.keys[layer, :, :, where] = k
-            self.values[layer, :, :, where] = v
-            return self.keys[layer, :, :, visible], self.values[layer, :, :, visible]
+            if self.ring is None:  # [layers, 2 (keys, values), rows, heads, slots, head_dim]
+                self.ring = k.new_zeros(self.model.config.n_layer, 2, k.shape[0], k.shape[1], self.slots, k.shape[3])
+            self.ring[layer, 0, :, :, where] = k
+            self.ring[layer, 1, :, :, where] = v
+            return self.ring[layer, 0, :, :, visible], self.ring[layer, 1, :, :, visible]
         return store
 
+    def expand(self, copies: int) -> None:
+        """Fan every row out to ``copies`` consecutive candidates (no copy: see the class docstring)."""
+        if self.fan > 1:
+            self.select(torch.arange(self.ring.shape[2] * self.fan, device=self.key_index.device))
+        self.fan, self.local, self.local_slots = copies, None, []
+
     def select(self, rows: torch.Tensor) -> None:
-        """Keep (and repeat) the rows ``rows`` [R'] of the cache, in that order."""
-        self.keys = self.keys.index_select(1, rows)
-        self.values = self.values.index_select(1, rows)
+        """Keep (and repeat) the candidates ``rows`` [R'], in that order: their parents' rings, once, with
+        their own tokens written in."""
+        self.ring = self.ring.index_select(2, torch.div(rows, self.fan, rounding_mode="floor"))
+        if self.local_slots:
+            own = self.local[:, :, :, :, :len(self.local_slots)].index_select(2, rows)  # [L, 2, R', nh, n, hd]
+            self.ring[:, :, :, :, self.local_slots] = own
+        self.fan, self.local, self.local_slots = 1, None, []
+
+    def _local_attend(self, layer: int, ring_mask: torch.Tensor, local_mask: torch.Tensor):
+        """``attend`` for layer ``layer`` while rows are candidates of ``fan`` per parent."""
+        fan, position = self.fan, len(self.local_slots) - 1
+
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # [C, nh, 1, hd]
+            if self.local is None:  # [layers, 2, candidates, heads, up to D tokens, head_dim]
+                self.local = k.new_zeros(self.model.config.n_layer, 2, k.shape[0], k.shape[1],
+                                         self.model.config.transition_dim, k.shape[3])
+            self.local[layer, 0, :, :, position] = k[:, :, 0]
+            self.local[layer, 1, :, :, position] = v[:, :, 0]
+            candidates, heads, _, width = q.shape
+            parents = candidates // fan
+            grouped = q.view(parents, fan, heads, width).transpose(1, 2)  # [P, nh, fan, hd]: one matmul per parent
+            ring_keys, ring_values = self.ring[layer, 0], self.ring[layer, 1]  # [P, nh, slots, hd]
+            scores_ring = (grouped @ ring_keys.transpose(-1, -2)).transpose(1, 2).reshape(candidates, heads, 1, -1)
+            local_keys, local_values = self.local[layer, 0, :, :, :position + 1], self.local[layer, 1, :, :, :position + 1]
+            scores_local = q @ local_keys.transpose(-1, -2)  # [C, nh, 1, n]
+            scores = torch.cat([scores_ring, scores_local], -1) * width ** -0.5
+            mask = torch.cat([ring_mask, local_mask], -1)  # [C, 1, 1, slots + n]
+            weights = scores.masked_fill(~mask, float("-inf")).softmax(-1).to(v.dtype)
+            to_ring = weights[..., :self.slots].reshape(parents, fan, heads, -1).transpose(1, 2)  # [P, nh, fan, slots]
+            out = (to_ring @ ring_values).transpose(1, 2).reshape(candidates, heads, 1, width)
+            return out + weights[..., self.slots:] @ local_values
+        return attend
 
     def step(self, tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Append one token per row (tokens [R]) at each env's global index [E]; outputs [R, H]."""
@@ -189,11 +228,15 @@ class CachedDecoder:
         self.position = (slot + 1) % self.slots
         mask = attention_mask(index[:, None], self.key_index, self.key_valid, model.config.transition_dim, self.context)
         mask = mask.repeat_interleave(per_env, dim=0)  # [R, 1, 1, slots]
-        row_index = index.repeat_interleave(per_env)[:, None]  # [R, 1]
-        x = model.embed(tokens[:, None], row_index)  # [R, 1, H]
-        where = slice(slot, slot + 1)
-        hidden = model.run_blocks(x, mask, [self._filer(layer, where) for layer in range(model.config.n_layer)])
-        return hidden[:, 0]
+        x = model.embed(tokens[:, None], index.repeat_interleave(per_env)[:, None])  # [R, 1, H]
+        layers = range(model.config.n_layer)
+        if self.fan == 1:
+            return model.run_blocks(x, mask, [self._ring_store(layer, slice(slot, slot + 1)) for layer in layers])[:, 0]
+        self.local_slots.append(slot)
+        ring_mask = mask.clone()
+        ring_mask[..., self.local_slots] = False  # those slots are filled only when the candidates are selected
+        local_mask = mask[..., self.local_slots]
+        return model.run_blocks(x, None, attends=[self._local_attend(layer, ring_mask, local_mask) for layer in layers])[:, 0]
 
 
 class FullDecoder:
@@ -206,6 +249,9 @@ class FullDecoder:
     def start(self, tokens, index, valid):
         self.tokens, self.index, self.valid = tokens, index, valid
         return self.model.hidden_states(tokens, index, valid, band=self.context)[:, -1]
+
+    def expand(self, copies):
+        self.select(torch.arange(self.tokens.shape[0], device=self.tokens.device).repeat_interleave(copies))
 
     def select(self, rows):
         self.tokens, self.index, self.valid = self.tokens[rows], self.index[rows], self.valid[rows]
@@ -249,7 +295,7 @@ def beam_plan(model: TrajectoryTransformer, settings: dict, prefix: torch.Tensor
         # Repeat every beam n_expand times (the first step fans each env's prefix out to beams * n_expand).
         copies = expand * (beams if t == 0 else 1)
         rows = torch.arange(envs * width, device=prefix.device).repeat_interleave(copies)
-        decoder.select(rows)
+        decoder.expand(copies)
         logits, rewards, plan, width = logits[rows], rewards[rows], plan[rows], width * copies
         for offset in range(act + 2):  # action tokens, then reward and value
             dim = obs + offset
