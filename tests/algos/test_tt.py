@@ -132,3 +132,27 @@ def test_sigkill_then_resume_continues_a_tt_run(pendulum_dir, tmp_path):
     assert f"at step {last}" in result.stdout + result.stderr
     assert json.loads((latest_checkpoint(run) / "trainer_state.json").read_text()) == {"step": last + 3}
     assert (run / "model.safetensors").is_file() and not list((run / "checkpoints").glob(".tmp-*"))
+
+
+def _evaluate_main():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("evaluate_script", REPO / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_evaluate_overrides_the_saved_planner_settings(pendulum_dir, tmp_path, capsys):
+    run = train(parse_train_args([*TINY_TT, "--data.dataset", str(pendulum_dir), "--output_dir", str(tmp_path / "run"),
+                                  "--steps", "2", "--checkpoint_every", "0"]))
+    evaluate = _evaluate_main()
+    output = tmp_path / "eval.json"
+    evaluate(["--policy", str(run), "--episodes", "1", "--num_envs", "1", "--planner", "beam_width=2", "horizon=1",
+              "--output", str(output)])
+    assert json.loads(output.read_text())["results"][0]["episodes"] == 1
+    with pytest.raises(PlannerConfigError, match="planner.beam_width must be at least 1"):
+        evaluate(["--policy", str(run), "--planner", "beam_width=0"])
+    with pytest.raises(SystemExit):
+        evaluate(["--policy", str(run), "--planner", "beam_width"])
+    assert "write KEY=VALUE" in capsys.readouterr().err
