@@ -200,27 +200,31 @@ class ReferencePlanner:
         """Tokens [n_crop:] kept of a sequence of ``length``."""
         return round_to_multiple(length - self.max_block, self.dims) if length > self.max_block else 0
 
-    def next_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def next_logits(self, x: torch.Tensor, first_index: int | None = None) -> torch.Tensor:
         """The reference's ``forward`` + ``logits[:, -1]``: crop whole transitions from the front, number
-        positions from 0, run the whole sequence, read the last position's head. [R, L] -> [R, N + 1]."""
-        x = x[:, self.crop(x.shape[1]):]
-        index = torch.arange(x.shape[1]).expand_as(x)  # the crop's first transition at timestep 0
+        positions from 0, run the whole sequence, read the last position's head. [R, L] -> [R, N + 1].
+        With ``first_index`` (the global index of ``x[:, 0]``) positions are the tokens' own timesteps
+        instead, the same cropping for a model whose positions are timesteps (bench_tt_positions.py)."""
+        crop = self.crop(x.shape[1])
+        x = x[:, crop:]
+        start = 0 if first_index is None else first_index + crop  # renumbered from the crop, or the true index
+        index = (start + torch.arange(x.shape[1])).expand_as(x)
         hidden = self.model.hidden_states(x, index, band=self.settings["context"])
         return self.model.head.at(hidden[:, -1], (x.shape[1] - 1) % self.dims)
 
-    def sample_n(self, x, n, top_k, cdf, generator):
+    def sample_n(self, x, n, top_k, cdf, generator, first_index=None):
         """Append ``n`` sampled tokens; returns x and the distributions they were drawn from."""
         from seqrl.models.trajectory_transformer.planner import sample_tokens
 
         probs = []
         for _ in range(n):
-            token, p = sample_tokens(self.next_logits(x), top_k, cdf, generator)
+            token, p = sample_tokens(self.next_logits(x, first_index), top_k, cdf, generator)
             x = torch.cat([x, token[:, None]], 1)
             probs.append(p)
         return x, probs
 
     @torch.no_grad()
-    def plan(self, prefix: torch.Tensor, generator: torch.Generator | None = None):
+    def plan(self, prefix: torch.Tensor, generator: torch.Generator | None = None, first_index: int | None = None):
         """Best plan's tokens [horizon * D - S] (first action token .. last value token) and its score,
         for one env's prefix tokens [P] (valid tokens only, starting at an observation's dimension 0)."""
         s, model = self.settings, self.model
@@ -233,14 +237,14 @@ class ReferencePlanner:
         discounts = cfg.discount ** torch.arange(horizon + 1, dtype=torch.float32)
         for t in range(horizon):
             x, rewards = x.repeat(expand, 1), rewards.repeat(expand, 1)
-            x, _ = self.sample_n(x, act, s["k_act"], s["cdf_act"], generator)
-            x, (r_probs, v_probs) = self.sample_n(x, 2, s["k_reward"], 0.0, generator)
+            x, _ = self.sample_n(x, act, s["k_act"], s["cdf_act"], generator, first_index)
+            x, (r_probs, v_probs) = self.sample_n(x, 2, s["k_reward"], 0.0, generator, first_index)
             rewards[:, t] = r_probs @ midpoints[obs_dim + act]
             rewards[:, t + 1] = v_probs @ midpoints[obs_dim + act + 1]
             values, keep = torch.topk((rewards * discounts).sum(-1), beams)
             x, rewards = x[keep], rewards[keep]
             if t < horizon - 1:
-                x, _ = self.sample_n(x, obs_dim, s["k_obs"], 0.0, generator)
+                x, _ = self.sample_n(x, obs_dim, s["k_obs"], 0.0, generator, first_index)
         best = values.argmax()
         return x[best, prefix.shape[0]:], values[best]
 

@@ -329,10 +329,12 @@ def beam_plan(model: TrajectoryTransformer, settings: dict, prefix: torch.Tensor
 
 class Planner:
     """Acting state of a :class:`TrajectoryTransformer` for ``batch`` envs: each env's last transitions as
-    tokens, its timestep, and the sampling generator; :meth:`act` plans for all envs in one batch."""
+    tokens, its timestep, and the sampling generator; :meth:`act` plans for all envs in one batch with
+    ``search`` (:func:`beam_plan`; ``benchmarks/bench_tt_positions.py`` passes a reference-style search)."""
 
-    def __init__(self, model: TrajectoryTransformer, batch: int):
+    def __init__(self, model: TrajectoryTransformer, batch: int, search=None):
         cfg = model.config
+        self.search = search or beam_plan
         self.model, self.settings = model, resolve(cfg.planner, cfg.env_id, cfg.window)
         dims, device = cfg.transition_dim, model.device
         self.kept = (self.settings["context"] - 1) * dims  # tokens of earlier transitions in a prefix
@@ -367,7 +369,7 @@ class Planner:
         valid = torch.cat([self.history_valid, torch.ones_like(observation_tokens, dtype=torch.bool)], 1)
         first = (self.timestep - (self.settings["context"] - 1)) * dims  # global index of the prefix's start
         index = first[:, None] + torch.arange(prefix.shape[1], device=prefix.device)
-        plan, _ = beam_plan(model, self.settings, prefix, index, valid, self.generator)
+        plan, _ = self.search(model, self.settings, prefix, index, valid, self.generator)
         self.last_plan = plan
         action_tokens = plan[:, :cfg.action_tokens]
         self.last = torch.cat([observation_tokens, action_tokens], 1)
