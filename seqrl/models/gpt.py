@@ -8,9 +8,30 @@ cache that the caller owns (a ring, reordered with beams), and outputs computed 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
+from transformers.pytorch_utils import Conv1D
+
+
+def init_gpt2_module(module: nn.Module, std: float, n_layer: int) -> bool:
+    """GPT-2's init for one module: N(0, std) weights and zero biases; residual projections (modules
+    marked ``residual_projection``) get std / sqrt(2 * n_layer) so the residual stream does not grow with
+    depth; layer norms start at the identity. Returns whether ``module`` was one of those kinds."""
+    if isinstance(module, (nn.Linear, nn.Embedding, Conv1D)):
+        scale = getattr(module, "residual_projection", False)
+        module.weight.normal_(0.0, std / math.sqrt(2 * n_layer) if scale else std)
+        if getattr(module, "bias", None) is not None:
+            module.bias.zero_()
+    elif isinstance(module, nn.LayerNorm):
+        module.weight.fill_(1.0)
+        module.bias.zero_()
+    else:
+        return False
+    return True
 
 
 def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,6 @@ too); order comes from the timestep embedding and the mask.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -33,9 +32,8 @@ from einops import rearrange
 from torch import nn
 from transformers import GPT2Config
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
-from transformers.pytorch_utils import Conv1D
 
-from seqrl.models.gpt import block_forward
+from seqrl.models.gpt import block_forward, init_gpt2_module
 
 from seqrl.models.decision_transformer.configuration_decision_transformer import DecisionTransformerConfig
 from seqrl.models.policy import SeqRLPolicy
@@ -89,17 +87,7 @@ class DecisionTransformer(SeqRLPolicy):
         self.post_init()
 
     def _init_submodule(self, module: nn.Module) -> None:
-        """GPT-2's init: N(0, 0.02) weights and zero biases; residual projections (``c_proj``) get
-        std 0.02 / sqrt(2 * n_layer) so the residual stream does not grow with depth."""
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding, Conv1D)):
-            scale = getattr(module, "residual_projection", False)
-            module.weight.normal_(0.0, std / math.sqrt(2 * self.config.n_layer) if scale else std)
-            if getattr(module, "bias", None) is not None:
-                module.bias.zero_()
-        elif isinstance(module, nn.LayerNorm):
-            module.weight.fill_(1.0)
-            module.bias.zero_()
+        init_gpt2_module(module, self.config.initializer_range, self.config.n_layer)
 
     # --- embeddings ----------------------------------------------------------------------------
     def _embed(self, returns_to_go, states, actions, timesteps) -> torch.Tensor:

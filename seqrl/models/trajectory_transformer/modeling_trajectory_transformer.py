@@ -27,16 +27,14 @@ states of older tokens (as in sliding-window attention). ``benchmarks/bench_tt_p
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Config
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
-from transformers.pytorch_utils import Conv1D
 
-from seqrl.models.gpt import block_forward
+from seqrl.models.gpt import block_forward, init_gpt2_module
 from seqrl.models.policy import SeqRLPolicy
 from seqrl.models.trajectory_transformer.configuration_trajectory_transformer import TrajectoryTransformerConfig
 from seqrl.models.trajectory_transformer.discretiser import Discretiser
@@ -104,18 +102,11 @@ class TrajectoryTransformer(SeqRLPolicy):
         self.post_init()
 
     def _init_submodule(self, module: nn.Module) -> None:
-        """GPT-2's init (see the Decision Transformer); the discretiser keeps its edges."""
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding, Conv1D)):
-            scale = getattr(module, "residual_projection", False)
-            module.weight.normal_(0.0, std / math.sqrt(2 * self.config.n_layer) if scale else std)
-            if getattr(module, "bias", None) is not None:
-                module.bias.zero_()
-        elif isinstance(module, nn.LayerNorm):
-            module.weight.fill_(1.0)
-            module.bias.zero_()
-        elif isinstance(module, PerDimensionHead):
-            module.weight.normal_(0.0, std)
+        """GPT-2's init (:func:`seqrl.models.gpt.init_gpt2_module`); the heads N(0, std); the discretiser keeps
+        its edges."""
+        if not init_gpt2_module(module, self.config.initializer_range, self.config.n_layer) and isinstance(
+                module, PerDimensionHead):
+            module.weight.normal_(0.0, self.config.initializer_range)
 
     # --- tokens -> hidden states ---------------------------------------------------------------
     @property

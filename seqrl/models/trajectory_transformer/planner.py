@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 import torch
-import torch.nn.functional as F
 
 from seqrl.errors import SeqRLError
 from seqrl.models.trajectory_transformer.modeling_trajectory_transformer import TrajectoryTransformer, attention_mask
