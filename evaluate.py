@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=None, help="JSON report (default: POLICY/eval_info.json, or ./eval_info.json for Hub ids)")
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--mixed_precision", choices=["no", "bf16"], default="no",
+                        help="act under bf16 autocast (fast on GPUs and CPUs with AVX512-BF16 or AMX; weights stay float32)")
     parser.add_argument("--planner", nargs="+", default=None, metavar="KEY=VALUE",
                         help="Trajectory Transformer planning settings for this evaluation, e.g. beam_width=32 "
                              "horizon=5 (default: those saved with the policy)")
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     policy = load_policy(args.policy, revision=args.revision, device=device)
     if args.planner:
         override_planner(policy, args.planner, parser)
-    report = evaluate_policy(policy, args.target_returns, args.episodes, args.num_envs, args.seed)
+    report = evaluate_policy(policy, args.target_returns, args.episodes, args.num_envs, args.seed,
+                             mixed_precision=args.mixed_precision)
     report["policy"] = args.policy
     local = Path(args.policy)
     output = Path(args.output) if args.output else (local / "eval_info.json" if local.is_dir() else Path("eval_info.json"))

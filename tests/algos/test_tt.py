@@ -143,13 +143,13 @@ def _evaluate_main():
     return module.main
 
 
-def test_evaluate_overrides_the_saved_planner_settings(pendulum_dir, tmp_path, capsys):
+def test_evaluate_overrides_the_saved_planner_settings_and_plans_in_bf16(pendulum_dir, tmp_path, capsys):
     run = train(parse_train_args([*TINY_TT, "--data.dataset", str(pendulum_dir), "--output_dir", str(tmp_path / "run"),
                                   "--steps", "2", "--checkpoint_every", "0"]))
     evaluate = _evaluate_main()
     output = tmp_path / "eval.json"
     evaluate(["--policy", str(run), "--episodes", "1", "--num_envs", "1", "--planner", "beam_width=2", "horizon=1",
-              "--output", str(output)])
+              "--mixed_precision", "bf16", "--output", str(output)])
     assert json.loads(output.read_text())["results"][0]["episodes"] == 1
     with pytest.raises(PlannerConfigError, match="planner.beam_width must be at least 1"):
         evaluate(["--policy", str(run), "--planner", "beam_width=0"])
