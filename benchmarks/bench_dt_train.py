@@ -38,7 +38,7 @@ repeated square matmuls of each ``--peak-sizes``; the best size counts; measured
 the training repeats, the higher of the two is used).
 
 Data: ``--dataset`` (default ``mujoco/hopper/medium-v0``, read from ``MINARI_DATASETS_PATH``, default
-``/work/shared/datasets/minari``) through ``seqrl.data.sources.load_dataset``; if it cannot be
+``../shared/datasets/minari`` beside the repository) through ``seqrl.data.sources.load_dataset``; if it cannot be
 loaded, or with ``--dataset synthetic``, a synthetic Hopper-shaped dataset (obs 11, act 3,
 1000-step episodes, ``--synthetic-steps`` steps).
 
@@ -59,13 +59,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SeqrlTrainer, matmul_peak, synchronize
+from common import DEFAULT_MINARI_PATH, SeqrlTrainer, matmul_peak, synchronize
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper
 CONTEXT_LEN, HIDDEN, N_LAYER, N_HEAD, N_INNER, BATCH_SIZE = 20, 128, 3, 1, 512, 64
 LEARNING_RATE, WEIGHT_DECAY, GRAD_CLIP, WARMUP_STEPS = 1e-4, 1e-4, 0.25, 10_000
 RETURN_SCALE = 1000.0  # the blog divides returns-to-go by 1000 (seqrl: return_scale = 1e-3)
-DEFAULT_MINARI_PATH = "/work/shared/datasets/minari"
 
 
 # ---------------------------------------------------------------- data

@@ -1,7 +1,7 @@
 """Normalised scores of seqrl and d3rlpy on the D4RL-style Hopper data, with the same budget.
 
 For every dataset (``--datasets``, Minari ids read from ``MINARI_DATASETS_PATH``, default
-``/work/shared/datasets/minari``), algorithm (``--algos``) and seed (``--seeds``):
+``../shared/datasets/minari`` beside the repository), algorithm (``--algos``) and seed (``--seeds``):
 
 - ``seqrl``: ``python train.py --config configs/<algo>/<hopper-medium|hopper-medium-replay>.yaml --steps
   BUDGET --seed S`` (the user's command; evaluation at the end with ``--episodes`` episodes on the
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 from bench_value_speed import export_transitions, peer_hparams, require_peer, thread_env
+from common import DEFAULT_MINARI_PATH
 from tqdm.auto import tqdm
 
-DEFAULT_MINARI_PATH = "/work/shared/datasets/minari"
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_NAMES = {"mujoco/hopper/medium-v0": "hopper-medium", "mujoco/hopper/medium-replay-v0": "hopper-medium-replay"}
 SIDES = {"seqrl": "tab:blue", "d3rlpy": "tab:orange", "seqrl-bf16": "tab:green"}  # and their bar colours

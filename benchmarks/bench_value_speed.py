@@ -1,7 +1,7 @@
 """Gradient updates per second of seqrl's CQL, IQL and BCQ against d3rlpy, and against the FLOP bound.
 
 Both sides train on the same transitions (``--dataset``, default ``mujoco/hopper/medium-v0`` from
-``MINARI_DATASETS_PATH``, default ``/work/shared/datasets/minari``) with the same hyperparameters (seqrl's
+``MINARI_DATASETS_PATH``, default ``../shared/datasets/minari`` beside the repository) with the same hyperparameters (seqrl's
 config defaults, given to d3rlpy field by field: batch size, learning rates, hidden sizes, critics,
 sampled actions, tau, gamma; CQL with a fixed conservative weight on both sides), the same thread count
 and the same machine, in one run. An update includes drawing its batch:
@@ -41,9 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SeqrlTrainer, matmul_peak
+from common import DEFAULT_MINARI_PATH, SeqrlTrainer, matmul_peak
 
-DEFAULT_MINARI_PATH = "/work/shared/datasets/minari"
 HERE = Path(__file__).resolve().parent
 PEER_SETUP = ("python -m venv .venv-d3rlpy && .venv-d3rlpy/bin/pip install torch==2.13.0 d3rlpy "
               "'gymnasium[mujoco]==1.0.0'")

@@ -1,5 +1,5 @@
-"""Pieces the benchmarks share: seqrl's training step as the loop runs it, timing on a device, and the
-measured float32 matmul peak."""
+"""Pieces the benchmarks share: seqrl's training step as the loop runs it, timing on a device, the
+measured float32 matmul peak, and where the shared datasets are."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+
+# ../shared/datasets/minari beside the repository (the project's Hopper sets); MINARI_DATASETS_PATH wins.
+DEFAULT_MINARI_PATH = str(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "minari")
 
 
 def synchronize(device: torch.device) -> None:
