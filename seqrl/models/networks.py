@@ -240,6 +240,10 @@ class TanhGaussianActor(nn.Module):
     def mode(self, observations: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self(observations)[0])
 
+    def explore(self, observations: torch.Tensor) -> torch.Tensor:
+        """A sampled action [..., A] (exploration in online fine-tuning)."""
+        return self.sample(observations)[0]
+
 
 class GaussianActor(nn.Module):
     """IQL's and AWAC's policy: ``pi(a|s) = N(tanh(MLP(s)), diag(exp(2 log_sigma)))`` with a learned,
@@ -275,6 +279,10 @@ class GaussianActor(nn.Module):
     def mode(self, observations: torch.Tensor) -> torch.Tensor:
         return self(observations)[0]
 
+    def explore(self, observations: torch.Tensor) -> torch.Tensor:
+        """A sampled action [..., A] (exploration in online fine-tuning)."""
+        return self.sample(observations)
+
 
 class CategoricalActor(nn.Module):
     """``pi(a|s) = softmax(MLP(s))`` over ``n`` discrete actions."""
@@ -295,6 +303,11 @@ class CategoricalActor(nn.Module):
 
     def mode(self, observations: torch.Tensor) -> torch.Tensor:
         return self(observations).argmax(-1)
+
+    def explore(self, observations: torch.Tensor) -> torch.Tensor:
+        """A sampled action id [...] (exploration in online fine-tuning)."""
+        logits = self(observations).float()
+        return torch.distributions.Categorical(logits=logits).sample()
 
 
 # --- BCQ ---------------------------------------------------------------------------------------

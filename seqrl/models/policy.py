@@ -30,6 +30,7 @@ class SeqRLPolicy(PreTrainedModel):
 
     base_model_prefix = "policy"
     main_input_name = "states"
+    exploring = False  # set by reset(): sample actions instead of the mode
 
     def __init__(self, config):
         super().__init__(config)
@@ -90,9 +91,22 @@ class SeqRLPolicy(PreTrainedModel):
     def uses_target_return(self) -> bool:
         return self.config.uses_target_return
 
-    def reset(self, batch_size: int, target_return: float | np.ndarray | None = None) -> None:
+    @property
+    def can_explore(self) -> bool:
+        """Whether ``reset(..., explore=True)`` makes this policy act stochastically (online fine-tuning)."""
+        return False
+
+    def reset(self, batch_size: int, target_return: float | np.ndarray | None = None, explore: bool = False) -> None:
         """Start ``batch_size`` new episodes. Return-conditioned policies need ``target_return``
-        (a scalar or one per env, in raw return units); other policies refuse one."""
+        (a scalar or one per env, in raw return units); other policies refuse one. ``explore=True``
+        samples actions from the policy's distribution instead of acting with its mode (online
+        fine-tuning); policies without a distribution refuse it (see :attr:`can_explore`)."""
+        if explore and not self.can_explore:
+            raise PolicyError(
+                f"{type(self).__name__} (algo '{self.config.algo}') has no action distribution to sample from, "
+                "so it cannot explore; add noise to its actions instead."
+            )
+        self.exploring = bool(explore)
         if self.uses_target_return:
             if target_return is None:
                 defaults = self.config.target_returns

@@ -77,7 +77,13 @@ class ActorPolicy(_StatelessPolicy):
             self.actor = CategoricalActor(encoder, config.act_dim, config.hidden_sizes)
         self.post_init()
 
+    @property
+    def can_explore(self) -> bool:
+        return self.config.actor_type != "deterministic"
+
     def _act(self, observations, rewards, episode_starts) -> torch.Tensor:
+        if self.exploring:
+            return self.actor.explore(observations)  # [B, A] in [-1, 1], or [B] ids
         return self.actor.mode(observations)  # [B, A] in [-1, 1], or [B] ids
 
 
