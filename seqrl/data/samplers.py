@@ -20,7 +20,7 @@ uniform inside it, exactly as in the Decision Transformer reference code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from datasets import Dataset
@@ -34,31 +34,49 @@ class SamplerConfigError(SeqRLError):
 
 
 class _EpisodeSampler:
-    """Shared part: episode boundaries, observation normalisation, seeding and state."""
+    """Shared part: episode boundaries, observation normalisation, seeding and state.
+
+    ``dataset`` is a ``datasets.Dataset`` in the seqrl schema, or a mapping from the schema's column
+    names to numpy arrays with the same layout (the online replay buffers, :mod:`seqrl.online.buffer`).
+    """
 
     # Settings a checkpoint must agree on: they change what a batch means, not just which rows.
     _strict_state_keys: tuple[str, ...] = ("num_steps",)
+    # Extra entry of the seed sequence, so that several samplers over other data with the same seed
+    # draw independent rows (the mixed online/offline batches); 0 keeps the plain (seed, process, step).
+    stream: int = 0
 
-    def __init__(self, dataset: Dataset, batch_size: int, obs_mean, obs_std, seed: int,
+    def __init__(self, dataset: Dataset | Mapping[str, np.ndarray], batch_size: int, obs_mean, obs_std, seed: int,
                  process_index: int, num_processes: int):
         _require(batch_size >= 1, f"batch_size must be >= 1, got {batch_size}")
         _require(seed >= 0, f"seed must be a non-negative integer, got {seed}")
         _require(0 <= process_index < num_processes,
                  f"process_index must be in [0, num_processes={num_processes}), got {process_index}")
-        self.dataset = contiguous_dataset(dataset)
+        self.dataset = dataset if isinstance(dataset, Mapping) else contiguous_dataset(dataset)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.process_index, self.num_processes = int(process_index), int(num_processes)
-        episode_index = column_array(self.dataset, "episode_index")  # [N]
+        episode_index = self._column("episode_index")  # [N]
         self.num_steps = len(episode_index)
         # A new episode starts wherever episode_index changes (rows of an episode are contiguous).
         self.episode_starts = np.concatenate(([0], np.flatnonzero(episode_index[1:] != episode_index[:-1]) + 1))  # [E]
         self.episode_lengths = np.diff(np.append(self.episode_starts, self.num_steps))  # [E]
-        self.observations = column_array(self.dataset, "observations")  # [N, obs_dim]
-        self.actions = column_array(self.dataset, "actions")  # [N] int (Discrete) or [N, act_dim]
+        self.observations = self._column("observations")  # [N, obs_dim]
+        self.actions = self._column("actions")  # [N] int (Discrete) or [N, act_dim]
         self.is_discrete = np.issubdtype(self.actions.dtype, np.integer)
         if self.actions.ndim == 1 and not self.is_discrete:
             self.actions = self.actions[:, None]  # scalar Box action -> [N, 1]
         self.obs_mean, self.obs_std = self._check_normalisation(obs_mean, obs_std)
+
+    def _column(self, name: str) -> np.ndarray:
+        """Column ``name`` as one contiguous numpy array (zero-copy where the storage allows)."""
+        if isinstance(self.dataset, Mapping):
+            return np.asarray(self.dataset[name])
+        return column_array(self.dataset, name)
+
+    def _cached(self, key: str, shape: tuple[int, ...], dtype, blocks: Callable[[], Iterable[np.ndarray]]) -> np.ndarray:
+        """A derived ``[N, ...]`` array, memory-mapped beside a dataset that lives in files (else in memory)."""
+        cached = None if isinstance(self.dataset, Mapping) else cached_array(self.dataset, key, shape, dtype, blocks)
+        return np.concatenate(list(blocks())) if cached is None else cached
 
     @property
     def episode_probabilities(self) -> np.ndarray:
@@ -84,7 +102,8 @@ class _EpisodeSampler:
     def _draw_rows(self, step: int) -> np.ndarray:
         """Uniform step rows [B] for ``step`` (episodes follow with probability ∝ length)."""
         _require(int(step) >= 0, f"step must be a non-negative integer, got {step}")
-        rng = np.random.default_rng([self.seed, self.process_index, int(step)])
+        entropy = [self.seed, self.process_index, int(step)] + ([self.stream] if self.stream else [])
+        rng = np.random.default_rng(entropy)
         return rng.integers(0, self.num_steps, size=self.batch_size)
 
     def _locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,13 +183,10 @@ class TrajectorySampler(_EpisodeSampler):
         super().__init__(dataset, batch_size, obs_mean, obs_std, seed, process_index, num_processes)
         self.context_len = int(context_len)
         self.return_scale = float(return_scale)
-        self.timesteps = column_array(self.dataset, "timestep")  # [N]
-        rewards = column_array(self.dataset, "rewards")  # [N]
-        shape = (self.num_steps,)
-        self.returns_to_go = cached_array(  # [N] float32, unscaled; memory-mapped when the dataset is
-            self.dataset, "seqrl-returns_to_go", shape, np.float32, lambda: self._returns_to_go_blocks(rewards))
-        if self.returns_to_go is None:
-            self.returns_to_go = np.concatenate(list(self._returns_to_go_blocks(rewards)))
+        self.timesteps = self._column("timestep")  # [N]
+        rewards = self._column("rewards")  # [N]
+        self.returns_to_go = self._cached(  # [N] float32, unscaled; memory-mapped when the dataset is
+            "seqrl-returns_to_go", (self.num_steps,), np.float32, lambda: self._returns_to_go_blocks(rewards))
 
     def _returns_to_go_blocks(self, rewards: np.ndarray) -> Iterable[np.ndarray]:
         """Yield ``R_t`` [rows] float32 for consecutive blocks of whole episodes.
@@ -244,19 +260,29 @@ class TransitionSampler(_EpisodeSampler):
     truncated episode end is not terminal: the target still bootstraps from its last next obs.
     ``observations`` and ``next_observations`` are normalised like in :class:`TrajectorySampler`;
     ``actions`` are [B, act_dim] float32 (Box) or [B] int64 (Discrete).
+
+    With ``mc_returns=True`` the batch also holds the Monte Carlo return of the drawn row's episode
+    from ``t`` on (Cal-QL's calibration), in the same reward units::
+
+        mc_returns  = reward_scale * sum_{k>=0} gamma^k r_{t+k}   (to the episode's end)   [B] float32
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, n_step: int = 1, gamma: float = 0.99,
-                 reward_scale: float = 1.0, obs_mean: Sequence[float] | np.ndarray | None = None,
+    def __init__(self, dataset: Dataset | Mapping[str, np.ndarray], batch_size: int, n_step: int = 1,
+                 gamma: float = 0.99, reward_scale: float = 1.0,
+                 obs_mean: Sequence[float] | np.ndarray | None = None,
                  obs_std: Sequence[float] | np.ndarray | None = None, seed: int = 0,
-                 process_index: int = 0, num_processes: int = 1):
+                 process_index: int = 0, num_processes: int = 1, mc_returns: bool = False):
         _require(n_step >= 1, f"n_step must be >= 1, got {n_step}")
         _require(0.0 <= gamma <= 1.0, f"gamma must be in [0, 1], got {gamma}")
         super().__init__(dataset, batch_size, obs_mean, obs_std, seed, process_index, num_processes)
         self.n_step, self.gamma, self.reward_scale = int(n_step), float(gamma), float(reward_scale)
-        self.rewards = column_array(self.dataset, "rewards")  # [N]
-        self.terminations = column_array(self.dataset, "terminations")  # [N] bool
-        self.next_observations = column_array(self.dataset, "next_observations")  # [N, obs_dim]
+        self.rewards = self._column("rewards")  # [N]
+        self.terminations = self._column("terminations")  # [N] bool
+        self.next_observations = self._column("next_observations")  # [N, obs_dim]
+        self.mc_returns = None
+        if mc_returns:
+            returns = discounted_returns(self.rewards, self.episode_starts, self.episode_lengths, self.gamma)
+            self.mc_returns = (returns * self.reward_scale).astype(np.float32)  # [N]
 
     def _config(self) -> dict:
         return {"n_step": self.n_step, "gamma": self.gamma, "reward_scale": self.reward_scale}
@@ -276,7 +302,7 @@ class TransitionSampler(_EpisodeSampler):
         weights = np.where(inside, self.gamma ** offsets, 0.0)  # [B, n] float64
         rewards = (self.rewards[reward_rows] * weights).sum(axis=1) * self.reward_scale  # [B] float64
         last_rows = rows + summed_steps - 1  # [B]
-        return {
+        batch = {
             "observations": self._normalise(self.observations[rows]),  # [B, obs_dim]
             "actions": self._gather_actions(rows),  # [B, act_dim] or [B]
             "rewards": rewards.astype(np.float32),
@@ -284,6 +310,9 @@ class TransitionSampler(_EpisodeSampler):
             "terminals": self.terminations[last_rows].astype(np.float32),  # [B]
             "discounts": (self.gamma ** summed_steps).astype(np.float32),  # [B]
         }
+        if self.mc_returns is not None:
+            batch["mc_returns"] = self.mc_returns[rows]  # [B]
+        return batch
 
 
 class TokenSampler(_EpisodeSampler):
@@ -321,7 +350,7 @@ class TokenSampler(_EpisodeSampler):
         self.termination_penalty = None if termination_penalty is None else float(termination_penalty)
         self.action_low = None if action_low is None else np.asarray(action_low, np.float32)
         self.action_high = None if action_high is None else np.asarray(action_high, np.float32)
-        self.timesteps = column_array(self.dataset, "timestep")  # [N]
+        self.timesteps = self._column("timestep")  # [N]
         self.tokens: np.ndarray | None = None  # [N, D] after tokenize()
         self.stop_token = -1
 
@@ -334,9 +363,9 @@ class TokenSampler(_EpisodeSampler):
 
     def transition_columns(self) -> np.ndarray:
         """``[N, D]`` float32: normalised observation, action ([-1, 1] or the id), reward, value."""
-        rewards = column_array(self.dataset, "rewards").astype(np.float64)  # [N]
+        rewards = self._column("rewards").astype(np.float64)  # [N]
         if self.termination_penalty is not None:
-            terminal = column_array(self.dataset, "terminations").astype(bool)
+            terminal = self._column("terminations").astype(bool)
             rewards = np.where(terminal, self.termination_penalty, rewards)
         actions = self._gather_actions(np.arange(self.num_steps))
         if self.is_discrete:
@@ -349,25 +378,12 @@ class TokenSampler(_EpisodeSampler):
         ], axis=1)
 
     def _values(self, rewards: np.ndarray) -> np.ndarray:
-        """``V_t = sum_{k>=0} gamma^k r_{t+1+k}`` inside each episode [N] (float64).
-
-        The discounted suffix sum ``S_t = r_t + gamma S_{t+1}`` (``S = r`` at an episode's last row) is a
-        linear recurrence; a doubling scan computes it in ``log2(longest episode)`` vectorised passes:
-        after the pass with offset ``d``, ``S_t`` sums ``2d`` terms and ``coef_t`` is the discount that
-        carries the rest from row ``t + 2d`` (0 once that row lies past the episode end).
-        """
-        ends = np.repeat(self.episode_starts + self.episode_lengths, self.episode_lengths)  # [N] exclusive
+        """``V_t = sum_{k>=0} gamma^k r_{t+1+k}`` inside each episode [N] (float64): the discounted
+        return-to-go of the next row, 0 at an episode's last row."""
+        suffix = discounted_returns(rewards, self.episode_starts, self.episode_lengths, self.gamma)
         rows = np.arange(self.num_steps)
-        suffix = rewards.copy()
-        coef = np.where(rows + 1 < ends, self.gamma, 0.0)  # [N]
-        offset = 1
-        while offset < self.episode_lengths.max():
-            suffix[:-offset] += coef[:-offset] * suffix[offset:]
-            coef[:-offset] *= coef[offset:]
-            coef[-offset:] = 0.0
-            offset *= 2
+        inside = rows + 1 < np.repeat(self.episode_starts + self.episode_lengths, self.episode_lengths)
         values = np.zeros(self.num_steps)
-        inside = rows + 1 < ends
         values[inside] = suffix[rows[inside] + 1]
         return values
 
@@ -382,9 +398,7 @@ class TokenSampler(_EpisodeSampler):
             for begin in range(0, self.num_steps, block):
                 yield encode(columns[begin:begin + block]).astype(np.int16)
 
-        shape = (self.num_steps, columns.shape[1])
-        tokens = cached_array(self.dataset, f"seqrl-tokens-{key}", shape, np.int16, blocks)
-        self.tokens = np.concatenate(list(blocks())) if tokens is None else tokens
+        self.tokens = self._cached(f"seqrl-tokens-{key}", (self.num_steps, columns.shape[1]), np.int16, blocks)
         self.stop_token = int(n_bins)
 
     _block_rows = 1 << 16
@@ -405,6 +419,28 @@ class TokenSampler(_EpisodeSampler):
         tokens[~valid] = self.stop_token
         timesteps = self.timesteps[start_rows].astype(np.int64)[:, None] + np.arange(self.window)  # [B, W]
         return {"tokens": tokens.reshape(len(start_rows), -1), "timesteps": timesteps, "valid": valid.astype(np.int64)}
+
+
+def discounted_returns(rewards: np.ndarray, episode_starts: np.ndarray, episode_lengths: np.ndarray,
+                       gamma: float) -> np.ndarray:
+    """``G_t = sum_{k>=0} gamma^k r_{t+k}`` up to the end of ``t``'s episode, for every row [N] (float64).
+
+    The discounted suffix sum ``G_t = r_t + gamma G_{t+1}`` (``G = r`` at an episode's last row) is a
+    linear recurrence; a doubling scan computes it in ``log2(longest episode)`` vectorised passes:
+    after the pass with offset ``d``, ``G_t`` sums ``2d`` terms and ``coef_t`` is the discount that
+    carries the rest from row ``t + 2d`` (0 once that row lies past the episode end).
+    """
+    num_rows = len(rewards)
+    ends = np.repeat(episode_starts + episode_lengths, episode_lengths)  # [N] exclusive
+    suffix = np.asarray(rewards, dtype=np.float64).copy()
+    coef = np.where(np.arange(num_rows) + 1 < ends, gamma, 0.0)  # [N]
+    offset = 1
+    while offset < (episode_lengths.max() if len(episode_lengths) else 0):
+        suffix[:-offset] += coef[:-offset] * suffix[offset:]
+        coef[:-offset] *= coef[offset:]
+        coef[-offset:] = 0.0
+        offset *= 2
+    return suffix
 
 
 def _require(condition: bool, message: str) -> None:
