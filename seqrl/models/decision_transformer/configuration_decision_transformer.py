@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from seqrl.errors import SeqRLError
 from seqrl.models.policy_config import PolicyConfigMixin
 
 
@@ -13,7 +14,8 @@ class DecisionTransformerConfig(PolicyConfigMixin, PretrainedConfig):
     Defaults are the paper's MuJoCo settings: context K=20, 128 hidden units, 3 GPT-2 layers with one
     head, dropout 0.1, ReLU in the MLP and a tanh action head. Everything needed to act in an
     environment travels with the config (see :class:`PolicyConfigMixin`), so a saved folder is
-    evaluated with nothing else.
+    evaluated with nothing else. ``stochastic=True`` gives the Online Decision Transformer's policy
+    (Zheng et al. 2022): a tanh-squashed diagonal Gaussian over the actions.
 
     Args:
         state_dim: size of the flat observation vector.
@@ -30,11 +32,19 @@ class DecisionTransformerConfig(PolicyConfigMixin, PretrainedConfig):
         initializer_range: std of the normal init of linear and embedding weights.
         max_ep_len: size of the timestep embedding table; episodes must be shorter.
         context_len: K, the number of timesteps each token attends to (3K - 1 tokens). Training
-            windows are K long; acting keeps a rolling key/value cache of the last K timesteps.
+            windows are K long.
+        act_context_len: the number of timesteps each token attends to when acting (the rolling
+            key/value cache holds that many); ``None`` means ``context_len``. At most ``context_len``
+            (ODT trains with K=20 and acts with 5).
         action_tanh: squash continuous actions to [-1, 1] with tanh (they are then rescaled to the
             action bounds saved in the config).
         return_scale: returns-to-go are multiplied by this before the return embedding
             (1/1000 for MuJoCo, as in the paper).
+        stochastic: continuous actions only. The policy is ``a = tanh(u)``, ``u ~ N(mu, sigma^2)``
+            per action dimension, with ``mu`` from the action head and ``log sigma`` from a second
+            linear head; acting uses the mode ``tanh(mu)``, or samples when exploring.
+        log_std_min, log_std_max: the bounds ``log sigma`` is squashed into (with tanh, as in the
+            Online DT reference code).
     """
 
     model_type = "seqrl_decision_transformer"
@@ -58,8 +68,31 @@ class DecisionTransformerConfig(PolicyConfigMixin, PretrainedConfig):
         context_len: int = 20,
         action_tanh: bool = True,
         return_scale: float = 1e-3,
+        act_context_len: int | None = None,
+        stochastic: bool = False,
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
         **kwargs,
     ):
+        if stochastic and discrete_actions:
+            raise SeqRLError(
+                "DecisionTransformerConfig: stochastic=True is a tanh-Gaussian over continuous actions, but "
+                "discrete_actions=True. Use a continuous (Box) action space, or stochastic=False for discrete actions."
+            )
+        if stochastic and not action_tanh:
+            raise SeqRLError(
+                "DecisionTransformerConfig: stochastic=True squashes its Gaussian with tanh, so action_tanh=False "
+                "contradicts it. Leave action_tanh=True."
+            )
+        if act_context_len is not None and not 1 <= act_context_len <= context_len:
+            raise SeqRLError(
+                f"DecisionTransformerConfig: act_context_len={act_context_len} must be between 1 and "
+                f"context_len={context_len} (acting cannot attend to more timesteps than training windows hold)."
+            )
+        if not log_std_min < log_std_max:
+            raise SeqRLError(
+                f"DecisionTransformerConfig: log_std_min={log_std_min} must be below log_std_max={log_std_max}."
+            )
         self.state_dim = state_dim
         self.act_dim = act_dim
         self.discrete_actions = discrete_actions
@@ -77,7 +110,16 @@ class DecisionTransformerConfig(PolicyConfigMixin, PretrainedConfig):
         self.context_len = context_len
         self.action_tanh = action_tanh
         self.return_scale = return_scale
+        self.act_context_len = act_context_len
+        self.stochastic = stochastic
+        self.log_std_min = log_std_min
+        self.log_std_max = log_std_max
         super().__init__(**kwargs)
+
+    @property
+    def acting_context_len(self) -> int:
+        """Timesteps each token attends to when acting (``act_context_len``, or ``context_len``)."""
+        return self.act_context_len or self.context_len
 
     @property
     def uses_target_return(self) -> bool:

@@ -20,14 +20,31 @@ banded mask computes. Departure from the reference code: it recomputes the last-
 scratch every step, where tokens deeper than the first layer forget everything before the window;
 here, as in sliding-window attention (Beltagy et al. 2020), deeper layers see further back through
 the cached states. There are no absolute position embeddings (the reference code removes GPT-2's
-too); order comes from the timestep embedding and the mask.
+too); order comes from the timestep embedding and the mask. Acting may attend to fewer timesteps than
+training windows hold (``act_context_len``; the Online DT trains with K=20 and acts with 5): the cache
+then holds that many, and equals the forward pass with that band (``forward(..., window=...)``).
+
+Stochastic head (Online Decision Transformer, Zheng, Zhang & Grover 2022,
+https://arxiv.org/abs/2202.05607), ``config.stochastic``: the policy at the ``s_t`` token is a
+tanh-squashed diagonal Gaussian,
+
+    u ~ N(mu_t, diag(sigma_t^2)),   a_t = tanh(u),   mu_t = W_mu h_t,
+    log sigma_t = l_min + (l_max - l_min) (tanh(W_sigma h_t) + 1) / 2      (bounded as the reference does)
+    log pi(a|.) = sum_i [ log N(u_i; mu_i, sigma_i^2) - log(1 - tanh(u_i)^2) ],   u = atanh(a).
+
+``forward`` returns the mode ``tanh(mu)``, so a deterministic DT's weights load into a stochastic one
+(only ``predict_log_std`` is new) and its actions are the mode's. ``action_distribution`` gives
+``(mu, log sigma)`` for training; acting samples when the policy was reset with ``explore=True``.
 """
 
 from __future__ import annotations
 
 
+import math
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from transformers import GPT2Config
@@ -36,7 +53,7 @@ from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 from seqrl.models.gpt import block_forward, init_gpt2_module
 
 from seqrl.models.decision_transformer.configuration_decision_transformer import DecisionTransformerConfig
-from seqrl.models.policy import SeqRLPolicy
+from seqrl.models.policy import PolicyError, SeqRLPolicy
 
 TOKENS_PER_STEP = 3  # (return-to-go, state, action)
 
@@ -53,6 +70,21 @@ def band_mask(query_index: torch.Tensor, key_index: torch.Tensor, key_valid: tor
     first_visible = (torch.div(q, TOKENS_PER_STEP, rounding_mode="floor") - context_len + 1) * TOKENS_PER_STEP
     mask = key_valid[:, None, :] & (k <= q) & (k >= first_visible)
     return mask.unsqueeze(1)
+
+
+def bounded_log_std(raw: torch.Tensor, log_std_min: float, log_std_max: float) -> torch.Tensor:
+    """Squash an unbounded head output into [log_std_min, log_std_max] with tanh (the Online DT reference
+    does this rather than clamping, so the bound never cuts the gradient)."""
+    return log_std_min + 0.5 * (log_std_max - log_std_min) * (torch.tanh(raw) + 1.0)
+
+
+def squashed_gaussian_log_prob(pre_tanh: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """``log pi(tanh(u))`` [...] of pre-tanh values ``u`` [..., A] under ``N(mean, exp(log_std)^2)`` pushed
+    through tanh, summed over the A dimensions. ``log(1 - tanh(u)^2)`` is written as
+    ``2 (log 2 - u - softplus(-2u))``, which stays finite for large ``|u|``."""
+    gaussian = -0.5 * ((pre_tanh - mean) * torch.exp(-log_std)).square() - log_std - 0.5 * math.log(2 * math.pi)
+    log_det = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
+    return (gaussian - log_det).sum(-1)
 
 
 class DecisionTransformer(SeqRLPolicy):
@@ -82,6 +114,8 @@ class DecisionTransformer(SeqRLPolicy):
         self.blocks = nn.ModuleList(GPT2Block(gpt2, layer_idx=i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(hidden, eps=config.layer_norm_epsilon)
         self.predict_action = nn.Linear(hidden, config.act_dim)
+        if config.stochastic:  # a separate module, so that a deterministic DT's weights load around it
+            self.predict_log_std = nn.Linear(hidden, config.act_dim)
         for block in self.blocks:
             block.attn.c_proj.residual_projection = block.mlp.c_proj.residual_projection = True
         self.post_init()
@@ -104,28 +138,32 @@ class DecisionTransformer(SeqRLPolicy):
         )
         return self.embed_dropout(self.embed_ln(tokens))
 
-    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Action prediction from state-token outputs [..., H] -> [..., act_dim]."""
-        out = self.predict_action(self.ln_f(hidden))
+    def _head(self, features: torch.Tensor) -> torch.Tensor:
+        """Action prediction from final-norm state-token features [..., H] -> [..., act_dim]: the
+        (tanh-squashed) action, its mode for a stochastic head, or logits for discrete actions."""
+        out = self.predict_action(features)
         if self.config.action_tanh and not self.config.discrete_actions:
             out = torch.tanh(out)
         return out
 
-    # --- training / full-sequence forward ------------------------------------------------------
-    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, **kwargs) -> torch.Tensor:
-        """Action predictions [B, T, act_dim] (tanh-squashed values or logits) at every state token.
+    def _log_std(self, features: torch.Tensor) -> torch.Tensor:
+        """Bounded log std [..., act_dim] of the stochastic head from state-token features [..., H]."""
+        return bounded_log_std(self.predict_log_std(features), self.config.log_std_min, self.config.log_std_max)
 
-        ``states`` [B, T, S] normalised, ``actions`` [B, T, A] in [-1, 1] or [B, T] ids,
-        ``returns_to_go`` [B, T, 1] scaled, ``timesteps`` [B, T], ``attention_mask`` [B, T] (1 = real
-        step, padding on the left). Sequences longer than ``context_len`` use the banded mask.
-        """
+    @property
+    def can_explore(self) -> bool:
+        return bool(self.config.stochastic and not self.config.discrete_actions)
+
+    # --- training / full-sequence forward ------------------------------------------------------
+    def _state_features(self, states, actions, returns_to_go, timesteps, attention_mask, window) -> torch.Tensor:
+        """Final-norm outputs [B, T, H] at the state tokens (the inputs of the action heads)."""
         batch, steps = states.shape[:2]
         x = rearrange(self._embed(returns_to_go, states, actions, timesteps), "b t k h -> b (t k) h")
         if attention_mask is None:
             attention_mask = torch.ones(batch, steps, dtype=torch.bool, device=states.device)
         valid = attention_mask.bool().repeat_interleave(TOKENS_PER_STEP, dim=1)  # [B, 3T]
         index = torch.arange(TOKENS_PER_STEP * steps, device=states.device).expand(batch, -1)
-        mask = band_mask(index, index, valid, self.config.context_len)
+        mask = band_mask(index, index, valid, window or self.config.context_len)
         mask = mask | torch.eye(mask.shape[-1], dtype=torch.bool, device=mask.device)
         for block in self.blocks[:-1]:
             x = block_forward(block, x, mask, self.config.n_head)
@@ -133,14 +171,41 @@ class DecisionTransformer(SeqRLPolicy):
         states_only = slice(1, None, TOKENS_PER_STEP)
         state_tokens = block_forward(self.blocks[-1], x, mask[:, :, states_only], self.config.n_head,
                                       queries=states_only)  # [B, T, H]
-        return self._head(state_tokens)
+        return self.ln_f(state_tokens)
+
+    def forward(self, states, actions, returns_to_go, timesteps, attention_mask=None, window: int | None = None,
+                **kwargs) -> torch.Tensor:
+        """Action predictions [B, T, act_dim] (tanh-squashed values or logits) at every state token; for a
+        stochastic head the mode ``tanh(mu)``.
+
+        ``states`` [B, T, S] normalised, ``actions`` [B, T, A] in [-1, 1] or [B, T] ids,
+        ``returns_to_go`` [B, T, 1] scaled, ``timesteps`` [B, T], ``attention_mask`` [B, T] (1 = real
+        step, padding on the left). Each token attends to the last ``window`` timesteps (None:
+        ``context_len``), so sequences longer than that use the banded mask; acting computes exactly
+        this with ``window = act_context_len``.
+        """
+        return self._head(self._state_features(states, actions, returns_to_go, timesteps, attention_mask, window))
+
+    def action_distribution(self, states, actions, returns_to_go, timesteps, attention_mask=None,
+                            window: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of the stochastic head's policy at every state token: the pre-tanh mean and the
+        bounded log std, each [B, T, act_dim] (inputs as :meth:`forward`). The action density is
+        :func:`squashed_gaussian_log_prob` of ``atanh(a)``."""
+        if not self.config.stochastic:
+            raise PolicyError(
+                f"{type(self).__name__} (algo '{self.config.algo}') is deterministic (config.stochastic=False), so it "
+                "has no action distribution; build it with stochastic=True (e.g. --algo odt)."
+            )
+        features = self._state_features(states, actions, returns_to_go, timesteps, attention_mask, window)
+        return self.predict_action(features), self._log_std(features)
 
     # --- acting with a rolling key/value cache -------------------------------------------------
     def _reset_state(self, batch_size: int, target_return: np.ndarray | None) -> None:
         """Empty caches for ``batch_size`` envs. The cache is a ring of K+1 step groups
-        ``[a_{t-1}, R_t, s_t]``: enough for ``a_{t-1}`` to see back to timestep ``t-K``."""
+        ``[a_{t-1}, R_t, s_t]``, with K the acting context: enough for ``a_{t-1}`` to see back to
+        timestep ``t-K``."""
         cfg, dev = self.config, self.device
-        slots = TOKENS_PER_STEP * (cfg.context_len + 1)
+        slots = TOKENS_PER_STEP * (cfg.acting_context_len + 1)
         head_dim = cfg.hidden_size // cfg.n_head
         dtype = self.embed_state.weight.dtype
         self._keys = torch.zeros(cfg.n_layer, batch_size, cfg.n_head, slots, head_dim, device=dev, dtype=dtype)
@@ -183,7 +248,7 @@ class DecisionTransformer(SeqRLPolicy):
         query_index = torch.stack([3 * prev_step + 2, 3 * step, 3 * step + 1], dim=1)  # [B, 3]
         self._key_index[:, pos] = query_index
         self._key_valid[:, pos] = torch.stack([step > 0, torch.ones_like(starts), torch.ones_like(starts)], dim=1)
-        mask = band_mask(query_index, self._key_index, self._key_valid, cfg.context_len)  # [B, 1, 3, slots]
+        mask = band_mask(query_index, self._key_index, self._key_valid, cfg.acting_context_len)  # [B, 1, 3, slots]
         mask[:, :, :, pos] |= self._own  # each new token sees itself (see band_mask)
         for layer, block in enumerate(self.blocks):
             def store(k, v, layer=layer):
@@ -194,8 +259,13 @@ class DecisionTransformer(SeqRLPolicy):
             last = layer == cfg.n_layer - 1  # the last block needs only the state token's output
             x = block_forward(block, x, mask[:, :, 2:] if last else mask, cfg.n_head, store,
                                queries=slice(2, 3) if last else None)
-        prediction = self._head(x[:, 0])  # [B, act_dim]
-        action = prediction.argmax(-1) if cfg.discrete_actions else prediction
+        features = self.ln_f(x[:, 0])  # [B, H]
+        if self.exploring:  # a = tanh(mu + sigma * noise): a sample of the stochastic head
+            mean = self.predict_action(features)  # [B, A]
+            action = torch.tanh(mean + self._log_std(features).exp() * torch.randn_like(mean))
+        else:
+            prediction = self._head(features)  # [B, act_dim]
+            action = prediction.argmax(-1) if cfg.discrete_actions else prediction
         self._prev_action = action.to(self._prev_action.dtype)
         self._step = step + 1
         self._ring_pos = (self._ring_pos + TOKENS_PER_STEP) % self._keys.shape[3]
