@@ -49,6 +49,8 @@ class AWAC(Algorithm):
     """AWAC with a Gaussian actor and a batched critic ensemble."""
 
     config_class = AWACConfig
+    supports_online = True
+    targets = {"critic_target": "critic"}
     data_shape = "transition"
     supports_discrete = False
     supports_continuous = True

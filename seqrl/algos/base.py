@@ -100,6 +100,13 @@ class Algorithm(nn.Module):
     # True when some steps leave parameters out of the loss (e.g. a delayed actor update). DDP then
     # has to look for unused parameters each step, which costs a graph traversal, so it is opt-in.
     find_unused_parameters: bool = False
+    # Target networks: attribute of the target -> dotted path of the module it tracks (Polyak copies).
+    # ``sync_targets`` copies them after weights are loaded (--init_from), so no target starts random.
+    targets: dict[str, str] = {}
+    # Online fine-tuning (--online.env_steps): whether the algorithm can keep learning from its own
+    # interaction, and its defaults for the `online` settings left unset (see seqrl.online.config).
+    supports_online: bool = False
+    online_defaults: dict = {}
 
     def __init__(self, config: AlgoConfig, metadata: DatasetMetadata):
         super().__init__()
@@ -121,6 +128,17 @@ class Algorithm(nn.Module):
 
     def after_step(self) -> None:
         """Called after every optimizer step: Polyak updates, schedules."""
+
+    @torch.no_grad()
+    def sync_targets(self) -> None:
+        """Copy every online network into its target network (``targets``)."""
+        for target, online in self.targets.items():
+            getattr(self, target).load_state_dict(self.get_submodule(online).state_dict())
+
+    def load_policy_weights(self, pretrained: SeqRLPolicy) -> None:
+        """Load a trained policy's weights into ``policy()`` (``--init_from``). The classes and shapes
+        match (checked before); algorithms that extend a policy (ODT's stochastic head on a DT) override this."""
+        self.policy().load_state_dict(pretrained.state_dict())
 
     def policy(self) -> SeqRLPolicy:
         """The module used for acting and saved with ``save_pretrained``."""

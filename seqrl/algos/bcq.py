@@ -68,6 +68,7 @@ class BCQ(Algorithm):
     """Continuous BCQ: VAE, perturbation model and a batched critic ensemble."""
 
     config_class = BCQConfig
+    targets = {"critic_target": "model.critic", "perturbation_target": "model.perturbation"}
     data_shape = "transition"
     supports_discrete = False
     supports_continuous = True

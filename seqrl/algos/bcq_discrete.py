@@ -49,6 +49,7 @@ class DiscreteBCQ(Algorithm):
     """Discrete BCQ: Q-learning restricted to actions the imitation network finds likely."""
 
     config_class = DiscreteBCQConfig
+    targets = {"q_target": "model.q"}
     data_shape = "transition"
     supports_discrete = True
     supports_continuous = False

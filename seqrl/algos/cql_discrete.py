@@ -50,6 +50,7 @@ class DiscreteCQL(Algorithm):
     """CQL(H) on a double DQN with a batched Q ensemble."""
 
     config_class = DiscreteCQLConfig
+    targets = {"q_target": "model.q"}
     data_shape = "transition"
     supports_discrete = True
     supports_continuous = False

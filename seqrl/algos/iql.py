@@ -56,6 +56,8 @@ class IQL(Algorithm):
     """IQL with a batched critic ensemble; Gaussian actor (continuous) or categorical actor (discrete)."""
 
     config_class = IQLConfig
+    supports_online = True
+    targets = {"critic_target": "critic"}
     data_shape = "transition"
     supports_discrete = True
     supports_continuous = True

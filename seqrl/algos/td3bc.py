@@ -49,6 +49,7 @@ class TD3BC(Algorithm):
     """TD3+BC with a deterministic tanh actor and a batched critic ensemble."""
 
     config_class = TD3BCConfig
+    targets = {"actor_target": "model.actor", "critic_target": "critic"}
     data_shape = "transition"
     supports_discrete = False
     supports_continuous = True

@@ -116,23 +116,53 @@ def check_compatible(entry: Entry, metadata: DatasetMetadata, source: str) -> No
     )
 
 
-def initialize_from(policy: SeqRLPolicy, source: str) -> None:
-    """Copy the weights of the trained policy at ``source`` (folder or Hub id) into ``policy``."""
+def initialize_from(algorithm: Algorithm, source: str, log=print) -> None:
+    """Start ``algorithm`` from the trained policy at ``source`` (folder or Hub id), then restart its
+    target networks as copies of the loaded ones.
+
+    From a run folder whose latest checkpoint holds a module of exactly this algorithm's layout (same
+    algorithm and sizes, or CQL's for Cal-QL), every trained module comes from it: critics, value
+    networks, temperatures, not only the acting policy. Otherwise only the policy's weights are loaded
+    and the rest starts fresh (said in the log)."""
     from seqrl.registry import load_policy
 
+    policy = algorithm.policy()
     pretrained = load_policy(source)
     if type(pretrained) is not type(policy):
         raise IncompatibleDatasetError(
             f"--init_from {source} holds a {type(pretrained).__name__}, but this run trains a "
             f"{type(policy).__name__}; pass --algo {pretrained.config.algo} or another policy."
         )
-    mismatched = [k for k, v in pretrained.state_dict().items() if policy.state_dict()[k].shape != v.shape]
+    own = policy.state_dict()
+    mismatched = [k for k, v in pretrained.state_dict().items() if k in own and own[k].shape != v.shape]
     if mismatched:
         raise IncompatibleDatasetError(
             f"--init_from {source}: weight shapes differ from this run's model ({', '.join(mismatched[:5])}); "
             "use the same model sizes (e.g. its train_config.yaml) and a dataset with the same spaces."
         )
-    policy.load_state_dict(pretrained.state_dict())
+    algorithm.load_policy_weights(pretrained)
+    state = _checkpoint_state(Path(source))
+    expected = algorithm.state_dict()
+    if state is not None and state.keys() == expected.keys() and all(state[k].shape == expected[k].shape for k in state):
+        algorithm.load_state_dict(state)
+        log(f"--init_from {source}: loaded every trained module of its latest checkpoint (policy, critics, ...).")
+    elif algorithm.targets or len(expected) > len(own):
+        log(f"--init_from {source}: loaded the policy only; this algorithm's other modules (critics, value "
+            "networks) start fresh. Pass a run folder of the same algorithm to carry them over.")
+    algorithm.sync_targets()
+
+
+def _checkpoint_state(source: Path) -> dict[str, torch.Tensor] | None:
+    """The algorithm weights in the latest checkpoint of the run folder ``source`` (None if there is none)."""
+    from safetensors.torch import load_file
+
+    from seqrl.training.checkpoint import latest_checkpoint
+
+    if not source.is_dir():
+        return None
+    checkpoint = latest_checkpoint(source)
+    weights = None if checkpoint is None else checkpoint / "model.safetensors"
+    return load_file(str(weights)) if weights is not None and weights.is_file() else None
 
 
 def save_policy(policy: SeqRLPolicy, run_dir: Path) -> None:
