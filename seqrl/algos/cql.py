@@ -80,6 +80,8 @@ class CQL(Algorithm):
     """Continuous CQL(H) on a SAC actor-critic with a batched critic ensemble."""
 
     config_class = CQLConfig
+    supports_online = True
+    targets = {"critic_target": "critic"}
     data_shape = "transition"
     supports_discrete = False
     supports_continuous = True
@@ -141,7 +143,7 @@ class CQL(Algorithm):
         # One ensemble pass scores the data action and all proposals at s.
         all_actions = torch.cat([actions.unsqueeze(1), proposals], dim=1)  # [B, 1 + 3N, A]
         q_all = self.critic(observations.unsqueeze(1), all_actions).float()  # [E, B, 1 + 3N]
-        q_data, q_proposals = q_all[..., 0], q_all[..., 1:]  # [E, B], [E, B, 3N]
+        q_data, q_proposals = q_all[..., 0], self.bound_proposals(q_all[..., 1:], batch)  # [E, B], [E, B, 3N]
         td_loss = (q_data - targets).square().mean(-1).sum()
         temperature = cfg.cql_temperature
         soft_max_q = temperature * torch.logsumexp((q_proposals - log_density) / temperature, dim=-1)  # [E, B]
@@ -164,6 +166,11 @@ class CQL(Algorithm):
         if cfg.lagrange:
             metrics["alpha_prime"], metrics["alpha_prime_loss"] = alpha_prime.detach(), losses["alpha_prime"].detach()
         return Output(loss=losses, metrics=metrics)
+
+    def bound_proposals(self, q_proposals: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Q of the proposals [E, B, 3N] (uniform, pi(.|s), pi(.|s')) as the penalty sees them (Cal-QL
+        bounds the policy's from below; CQL uses them as they are)."""
+        return q_proposals
 
     def optimizer_groups(self) -> dict[str, list[dict]]:
         cfg = self.config
