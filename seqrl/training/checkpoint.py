@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from accelerate import Accelerator
@@ -34,8 +35,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(complete, key=lambda d: int(STEP_DIR.match(d.name).group(1)), default=None)
 
 
-def save_checkpoint(accelerator: Accelerator, algorithm, run_dir: Path, step: int, keep: int) -> Path:
-    """Write the state at ``step`` (all processes call this; only the main one renames and prunes)."""
+def save_checkpoint(accelerator: Accelerator, algorithm, run_dir: Path, step: int, keep: int,
+                    state: dict | None = None, write_extra: Callable[[Path], None] | None = None) -> Path:
+    """Write the state at ``step`` (all processes call this; only the main one renames and prunes).
+
+    ``state`` joins ``trainer_state.json``; ``write_extra(folder)`` runs on every process before the
+    checkpoint is committed, to add files of its own (the online phase's episodes and counters)."""
     root = checkpoint_root(run_dir)
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
@@ -44,11 +49,20 @@ def save_checkpoint(accelerator: Accelerator, algorithm, run_dir: Path, step: in
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))  # each process adds only its own RNG state file
+    if write_extra is not None:
+        write_extra(tmp)
+        accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         accelerator.unwrap_model(algorithm).policy().save_pretrained(tmp / "policy")
-        (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
+        (tmp / STATE_FILE).write_text(json.dumps({**(state or {}), "step": step}))
         _fsync_tree(tmp)
-        shutil.rmtree(final, ignore_errors=True)
+        if final.exists():
+            # A checkpoint at the same step already exists (the online phase checkpoints by env steps, and may
+            # make no update in between). Deleting it in place would show a half-deleted checkpoint, still with
+            # its trainer_state.json, to a resume after a kill; renamed aside first, it is never seen partly gone.
+            aside = root / f".old-step-{step:08d}"
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(final, aside)
         os.replace(tmp, final)
         _prune(root, keep)
     accelerator.wait_for_everyone()
@@ -58,14 +72,19 @@ def save_checkpoint(accelerator: Accelerator, algorithm, run_dir: Path, step: in
 def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> int:
     """Restore the state saved in ``checkpoint`` and return its step."""
     accelerator.load_state(str(checkpoint))
-    return int(json.loads((checkpoint / STATE_FILE).read_text())["step"])
+    return int(trainer_state(checkpoint)["step"])
+
+
+def trainer_state(checkpoint: Path) -> dict:
+    """The ``trainer_state.json`` of a checkpoint (``step`` and, in the online phase, ``online``)."""
+    return json.loads((Path(checkpoint) / STATE_FILE).read_text())
 
 
 def _prune(root: Path, keep: int) -> None:
     steps = sorted((d for d in root.iterdir() if STEP_DIR.match(d.name)), key=lambda d: d.name)
     for old in steps[: max(0, len(steps) - keep)]:
         shutil.rmtree(old, ignore_errors=True)
-    for leftover in root.glob(".tmp-step-*"):
+    for leftover in [*root.glob(".tmp-step-*"), *root.glob(".old-step-*")]:
         shutil.rmtree(leftover, ignore_errors=True)
 
 

@@ -17,7 +17,6 @@ from seqrl.errors import SeqRLError
 from seqrl.training.config import TrainConfig
 from seqrl.training.setup import SCHEDULES
 
-
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 
 
@@ -76,8 +75,9 @@ def parse_train_args(argv: list[str], config_dir: Path | None = None) -> TrainCo
         ) from error
     if known.resume:
         cfg.resume = True
-    if cfg.steps < 1:
-        raise ConfigError(f"--steps must be at least 1 (got {cfg.steps}).")
+    if cfg.steps < 0 or (cfg.steps == 0 and not (cfg.online.env_steps and cfg.init_from)):
+        raise ConfigError(f"--steps must be at least 1 (got {cfg.steps}); 0 only to fine-tune a trained policy "
+                          "online straight away (--init_from RUN --online.env_steps N).")
     if str(cfg.mixed_precision).lower() in ("false", "off"):  # YAML reads a bare `no` as false
         cfg.mixed_precision = "no"
     if cfg.mixed_precision not in PRECISIONS:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from seqrl.algos import DTConfig
 from seqrl.algos.base import AlgoConfig
+from seqrl.online.config import OnlineConfig
 
 
 @dataclass
@@ -40,16 +41,20 @@ class TrainConfig:
     """The algorithm and its hyperparameters; `type` names it (see `seqrl.registry`)."""
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    """Online fine-tuning after the offline steps (--online.env_steps N; 0: offline only)."""
     output_dir: str | None = None
     """Run folder: the final policy, checkpoints/, logs/, train_config.yaml, eval_info.json.
     Default: runs/<algo>-<dataset>."""
     steps: int = 100_000
-    """Gradient steps in total (a resumed run continues up to this number)."""
+    """Offline gradient steps (a resumed run continues up to this number); 0 with --init_from and
+    --online.env_steps goes straight to online fine-tuning."""
     seed: int = 0
     """Seed of model init, sampling and dropout."""
     init_from: str | None = None
     """Start from the weights of a trained policy (folder or Hub id) of the same algorithm and sizes,
-    e.g. to fine-tune it on new data. Ignored when resuming from a checkpoint."""
+    e.g. to fine-tune it on new data or online. From a run folder with checkpoints, the critics and
+    every other trained module come too; target networks restart as copies. Ignored when resuming."""
     resume: bool = False
     """Continue from the last complete checkpoint in output_dir."""
     log_every: int = 100

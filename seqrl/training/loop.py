@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import draccus
 import torch
@@ -20,14 +21,26 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from seqrl.data.sources import load_dataset
 from seqrl.data.schema import get_metadata
+from seqrl.data.sources import load_dataset
+from seqrl.online.phase import check_online
 from seqrl.registry import entry_for_config
-from seqrl.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from seqrl.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    trainer_state,
+)
 from seqrl.training.config import TrainConfig
 from seqrl.training.memory import keep_freed_memory
-from seqrl.training.setup import (build_optimizer, check_compatible, initialize_from, make_accelerator, params_by_name,
-                                  save_policy)
+from seqrl.training.setup import (
+    build_optimizer,
+    check_compatible,
+    initialize_from,
+    make_accelerator,
+    params_by_name,
+    save_policy,
+)
 
 
 def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = None) -> Path:
@@ -44,19 +57,22 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
         dataset = load_dataset(cfg.data.dataset, validate=cfg.data.validate)
     metadata = get_metadata(dataset)
     check_compatible(entry, metadata, cfg.data.dataset)
+    online = check_online(entry, cfg.online, metadata) if cfg.online.env_steps else None  # before any training
     algorithm = entry.algorithm(cfg.algo, metadata)
     if cfg.init_from and not (cfg.resume and latest_checkpoint(run_dir)):
-        initialize_from(algorithm.policy(), cfg.init_from)
+        initialize_from(algorithm, cfg.init_from, accelerator.print)
     sampler = algorithm.make_sampler(dataset, cfg.seed, accelerator.process_index, accelerator.num_processes)
     algorithm, optimizer, scheduler = accelerator.prepare(algorithm, *build_optimizer(algorithm, cfg.algo, cfg.steps))
     if cfg.compile:
         algorithm = torch.compile(algorithm)
 
-    start = 0
+    start, saved_online = 0, None
     checkpoint = latest_checkpoint(run_dir) if cfg.resume else None
     if checkpoint is not None:
         start = load_checkpoint(accelerator, checkpoint)  # also restores every process's RNG states
-        accelerator.print(f"Resuming from {checkpoint} at step {start}.")
+        saved_online = trainer_state(checkpoint).get("online")
+        where = f"env step {saved_online['total_env_steps']} of the online phase" if saved_online else f"step {start}"
+        accelerator.print(f"Resuming from {checkpoint} at {where}.")
     else:
         if cfg.resume:
             accelerator.print(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting at step 0.")
@@ -68,8 +84,8 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     accelerator.init_trackers("seqrl", config=_flat_hparams(cfg))
 
     unwrapped = accelerator.unwrap_model(algorithm)
-    progress = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train {entry.name}",
-                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    progress = tqdm(range(start, cfg.steps), initial=min(start, cfg.steps), total=cfg.steps, desc=f"train {entry.name}",
+                    disable=not accelerator.is_local_main_process or start >= cfg.steps, dynamic_ncols=True)
     running: dict[str, torch.Tensor] = {}
     last_log = start
     for step in progress:
@@ -80,7 +96,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
 
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            logs = _reduce_logs(accelerator, running, done - last_log)
+            logs = reduce_logs(accelerator, running, done - last_log)
             logs.update(_learning_rates(optimizer))
             accelerator.log(logs, step=done)
             progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if not k.startswith("lr/")})
@@ -95,10 +111,18 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     progress.close()
     if start < cfg.steps:
         save_checkpoint(accelerator, algorithm, run_dir, cfg.steps, cfg.keep_checkpoints)
+    step = max(start, cfg.steps)
+    if online is not None:
+        from seqrl.online.phase import run_online
+
+        ctx = SimpleNamespace(accelerator=accelerator, algorithm=algorithm, unwrapped=unwrapped, optimizer=optimizer,
+                              scheduler=scheduler, dataset=dataset, metadata=metadata, cfg=cfg, run_dir=run_dir,
+                              name=entry.name)
+        step = run_online(ctx, online, step, saved_online, checkpoint)
     if accelerator.is_main_process:
         save_policy(unwrapped.policy(), run_dir)
     if cfg.eval.final:
-        _evaluate(accelerator, unwrapped.policy(), cfg, run_dir, cfg.steps, final=True)
+        _evaluate(accelerator, unwrapped.policy(), cfg, run_dir, step, final=True)
     # Free DDP's reducer before end_training() destroys the process group. Freed after it, the reducer
     # would own the group last and join gloo's worker threads while holding the GIL, which a worker still
     # releasing tensors needs: a 2-process TD3+BC run once hung at exit in exactly that join.
@@ -134,7 +158,7 @@ def _learning_rates(optimizer) -> dict[str, float]:
     return rates
 
 
-def _reduce_logs(accelerator: Accelerator, running: dict[str, torch.Tensor], count: int) -> dict[str, float]:
+def reduce_logs(accelerator: Accelerator, running: dict[str, torch.Tensor], count: int) -> dict[str, float]:
     """Mean of each metric over the steps since the last log and over processes (one host sync)."""
     if not running:
         return {}
@@ -146,8 +170,8 @@ def _reduce_logs(accelerator: Accelerator, running: dict[str, torch.Tensor], cou
 def _evaluate(accelerator: Accelerator, policy, cfg: TrainConfig, run_dir: Path, step: int, final: bool) -> None:
     """Roll the policy out with the code evaluate.py uses (main process; the others wait)."""
     if accelerator.is_main_process:
-        from seqrl.evaluation.rollout import evaluate_policy
         from seqrl.evaluation.report import format_table, write_report
+        from seqrl.evaluation.rollout import evaluate_policy
 
         targets = cfg.eval.target_returns or None
         results = evaluate_policy(policy, target_returns=targets, episodes=cfg.eval.episodes,
