@@ -147,8 +147,10 @@ def initialize_from(algorithm: Algorithm, source: str, log=print) -> None:
         algorithm.load_state_dict(state)
         log(f"--init_from {source}: loaded every trained module of its latest checkpoint (policy, critics, ...).")
     elif algorithm.targets or len(expected) > len(own):
-        log(f"--init_from {source}: loaded the policy only; this algorithm's other modules (critics, value "
-            "networks) start fresh. Pass a run folder of the same algorithm to carry them over.")
+        acting = {id(p) for p in policy.parameters()}
+        fresh = sorted({name.split(".")[0] for name, p in algorithm.named_parameters() if id(p) not in acting})
+        log(f"--init_from {source}: loaded the policy only; {', '.join(fresh) or 'the other modules'} start fresh. "
+            "Pass a run folder of the same algorithm to carry them over.")
     algorithm.sync_targets()
 
 
