@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from collections.abc import Callable
 
@@ -16,3 +18,14 @@ def run_cli(main: Callable[[], None]) -> None:
     except SeqRLError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def json_object(text: str) -> dict:
+    """An argparse type for keyword arguments on the command line: a JSON object such as '{"g": 5.0}'."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}); write e.g. '{{\"g\": 5.0}}'") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"g\": 5.0}}', got {text!r}")
+    return value

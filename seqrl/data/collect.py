@@ -12,6 +12,8 @@ Command line::
     python -m seqrl.data.collect --env_id Pendulum-v1 --policy scripted --episodes 100 --noise 0.1 \
         --seed 0 --dataset_id me/pendulum/expert-v0
     python -m seqrl.data.collect --builtin seqrl/pendulum/mixed-v0
+    python -m seqrl.data.collect --env_import my_package.envs --env_id MyEnv-v0 --policy random \
+        --episodes 50 --dataset_id me/myenv/random-v0
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import difflib
 import os
 import shutil
 import sys
@@ -30,14 +31,19 @@ import warnings
 import gymnasium as gym
 import minari
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector.utils import concatenate, create_empty_array, iterate
 from minari.data_collector import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
 from minari.namespace import create_namespace, list_local_namespaces
 from minari.storage import get_dataset_path
 from tqdm.auto import tqdm
 
+from seqrl.cli import json_object
 from seqrl.data.controllers import BehaviourPolicy, apply_noise, check_noise, make_behaviour_policy
+from seqrl.data.sources import flatten_batch
+from seqrl.envs import import_env_modules, make_env, making, resolve_env, serialisable
 from seqrl.errors import SeqRLError
 
 
@@ -60,16 +66,6 @@ def episode_seeds(seed: int, episode_index: int) -> tuple[int, np.random.Generat
     return int(env_child.generate_state(1)[0]), np.random.default_rng(policy_child)
 
 
-def _check_env_id(env_id: str) -> None:
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise CollectError(
-            f"Unknown gymnasium environment '{env_id}'.{hint} Use a registered id such as 'Pendulum-v1', "
-            "or import the package that registers the environment first."
-        )
-
-
 def collect(
     env_id: str,
     policy: str | BehaviourPolicy,
@@ -79,29 +75,29 @@ def collect(
     num_envs: int = 16,
     target_return: float | None = None,
     progress: bool = False,
+    env_kwargs: dict | None = None,
 ) -> list[EpisodeBuffer]:
-    """Run ``episodes`` episodes of ``policy`` in ``env_id``; return one ``EpisodeBuffer`` per episode.
+    """Run ``episodes`` episodes of ``policy`` in ``env_id`` (any name :func:`seqrl.envs.resolve_env` takes,
+    made with ``env_kwargs``); return one ``EpisodeBuffer`` per episode.
 
     ``policy`` is ``"random"``, ``"scripted"``, a saved seqrl policy folder, or a
     :class:`~seqrl.data.controllers.BehaviourPolicy`. Buffer ``k`` holds episode ``k``, reset with the
     seed from :func:`episode_seeds` ``(seed, k)``: ``observations`` [T+1, obs_dim] (the last one is the
     observation after the final step), ``actions`` [T, act_dim] float32 or [T] int64, ``rewards`` [T],
-    ``terminations`` and ``truncations`` [T] bool. Noise is applied as in :func:`apply_noise`.
+    ``terminations`` and ``truncations`` [T] bool. Noise is applied as in :func:`apply_noise`. Dict and Tuple
+    observations are stored as they are (a dict or tuple of [T+1, ...] arrays, as Minari keeps them); the
+    behaviour policy sees them flattened (``gymnasium.spaces.flatten``), as a trained policy will.
     """
     if episodes < 1 or num_envs < 1:
         raise CollectError(f"episodes and num_envs must be >= 1, got episodes={episodes}, num_envs={num_envs}.")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise CollectError(f"seed must be a non-negative integer, got {seed!r}.")
-    _check_env_id(env_id)
+    spec = resolve_env(env_id, env_kwargs)
     num_envs = min(num_envs, episodes)
-    envs = SyncVectorEnv([lambda: gym.make(env_id)] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
+    with making(spec):
+        envs = SyncVectorEnv([lambda: make_env(spec)] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
     try:
         space = envs.single_action_space
-        if not isinstance(envs.single_observation_space, gym.spaces.Box):
-            raise CollectError(
-                f"{env_id} has observation space {envs.single_observation_space}; the collector handles Box "
-                "observations only. Register a variant wrapped in gymnasium's FlattenObservation."
-            )
         check_noise(noise, space)
         behaviour = make_behaviour_policy(policy, env_id, space, target_return)
         behaviour.reset(num_envs)
@@ -115,26 +111,31 @@ def _run(envs, behaviour, episodes, seed, noise, desc: str | None) -> list[Episo
     """The collection loop; ``desc`` labels the progress bar (``None`` hides it)."""
     num_envs = envs.num_envs
     space = envs.single_action_space
+    obs_space = envs.single_observation_space
+    flat = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1
     # Slot i runs episode slot_episode[i]; -1 marks a filler episode (all requested ones are assigned)
     # that only keeps the fixed-size batch going and is discarded.
     slot_episode = np.arange(num_envs)
     seeds_and_rngs = [episode_seeds(seed, k) for k in range(num_envs)]
     rngs = [rng for _, rng in seeds_and_rngs]
-    observations, _ = envs.reset(seed=[s for s, _ in seeds_and_rngs])  # [N, obs_dim]
-    steps = [{"obs": [observations[i]], "act": [], "rew": [], "term": [], "trunc": []} for i in range(num_envs)]
+    observations, _ = envs.reset(seed=[s for s, _ in seeds_and_rngs])  # [N, obs_dim], or a dict/tuple of [N, ...]
+    per_env = list(iterate(envs.observation_space, observations))
+    steps = [{"obs": [per_env[i]], "act": [], "rew": [], "term": [], "trunc": []} for i in range(num_envs)]
     rewards = np.zeros(num_envs)  # [N], reward received for the previous action
     starts = np.ones(num_envs, dtype=bool)  # [N]
     next_episode, done = num_envs, [None] * episodes
     remaining = episodes
     with tqdm(total=episodes, unit="episode", disable=desc is None, desc=desc) as bar:
         while remaining:
-            actions = apply_noise(behaviour.act(observations, rewards, starts, rngs), space, noise, rngs)
+            acting = observations if flat else flatten_batch(obs_space, observations)  # [N, obs_dim]
+            actions = apply_noise(behaviour.act(acting, rewards, starts, rngs), space, noise, rngs)
             observations, rewards, terminations, truncations, _ = envs.step(actions)
             starts[:] = False
             ended = terminations | truncations  # [N]
+            per_env = list(iterate(envs.observation_space, observations))
             for i in range(num_envs):
                 record = steps[i]
-                record["obs"].append(observations[i])
+                record["obs"].append(per_env[i])
                 record["act"].append(actions[i])
                 record["rew"].append(rewards[i])
                 record["term"].append(terminations[i])
@@ -145,7 +146,7 @@ def _run(envs, behaviour, episodes, seed, noise, desc: str | None) -> list[Episo
             for i in np.flatnonzero(ended):
                 k = slot_episode[i]
                 if k >= 0:
-                    done[k] = _to_buffer(k, seeds_and_rngs[i][0], steps[i])
+                    done[k] = _to_buffer(k, seeds_and_rngs[i][0], steps[i], obs_space)
                     remaining -= 1
                     bar.update(1)
                 if next_episode < episodes:
@@ -156,18 +157,23 @@ def _run(envs, behaviour, episodes, seed, noise, desc: str | None) -> list[Episo
                     slot_episode[i] = -1
             if remaining:
                 observations, _ = envs.reset(seed=reset_seeds, options={"reset_mask": ended})
+                per_env = list(iterate(envs.observation_space, observations))
                 for i in np.flatnonzero(ended):
-                    steps[i] = {"obs": [observations[i]], "act": [], "rew": [], "term": [], "trunc": []}
+                    steps[i] = {"obs": [per_env[i]], "act": [], "rew": [], "term": [], "trunc": []}
                 rewards = np.where(ended, 0.0, rewards)
                 starts[:] = ended
     return done
 
 
-def _to_buffer(episode_index: int, env_seed: int, record: dict) -> EpisodeBuffer:
+def _to_buffer(episode_index: int, env_seed: int, record: dict, obs_space: gym.Space) -> EpisodeBuffer:
+    if isinstance(obs_space, gym.spaces.Box):
+        observations = np.stack(record["obs"])  # [T+1, *shape]
+    else:  # a dict or tuple of [T+1, ...] arrays, one per part of the space
+        observations = concatenate(obs_space, record["obs"], create_empty_array(obs_space, len(record["obs"])))
     return EpisodeBuffer(
         id=episode_index,
         seed=env_seed,
-        observations=np.stack(record["obs"]),  # [T+1, obs_dim]
+        observations=observations,
         actions=np.stack(record["act"]),  # [T, act_dim] or [T]
         rewards=np.asarray(record["rew"], dtype=np.float64),  # [T]
         terminations=np.asarray(record["term"], dtype=bool),  # [T]
@@ -213,7 +219,7 @@ def _remove_stale_staging(root: str, max_age_s: float = 86_400.0) -> None:
 def write_minari(
     dataset_id: str,
     buffers: list[EpisodeBuffer],
-    env_id: str,
+    env_id: str | EnvSpec,
     ref_min_score: float | None = None,
     ref_max_score: float | None = None,
     algorithm_name: str | None = None,
@@ -221,7 +227,8 @@ def write_minari(
     author: str = "seqrl",
     num_episodes_average_score: int = 100,
 ) -> minari.MinariDataset:
-    """Write ``buffers`` as the local Minari dataset ``dataset_id`` (under ``MINARI_DATASETS_PATH``).
+    """Write ``buffers`` as the local Minari dataset ``dataset_id`` (under ``MINARI_DATASETS_PATH``), collected
+    in ``env_id`` (a name :func:`seqrl.envs.resolve_env` takes, or the spec it returns, kwargs included).
 
     Episodes are renumbered 0..n-1 in order. Minari stores the reference scores only when
     ``ref_max_score`` is given (and then estimates a missing ``ref_min_score`` from 100 random
@@ -238,6 +245,7 @@ def write_minari(
         )
     if not buffers:
         raise CollectError(f"No episodes to write to '{dataset_id}'.")
+    env = serialisable(env_id if isinstance(env_id, EnvSpec) else resolve_env(env_id))
     root = str(get_dataset_path())
     _remove_stale_staging(root)
     staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root)
@@ -246,7 +254,7 @@ def write_minari(
         with _minari_root(staging), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*(is set to None|env_spec is None)", category=UserWarning)
             minari.create_dataset_from_buffers(
-                dataset_id, renumbered, env=env_id, algorithm_name=algorithm_name, author=author,
+                dataset_id, renumbered, env=env, algorithm_name=algorithm_name, author=author,
                 description=description, ref_min_score=ref_min_score, ref_max_score=ref_max_score,
                 num_episodes_average_score=num_episodes_average_score,
             )
@@ -278,7 +286,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--builtin", metavar="ID", help=f"generate a built-in dataset: one of {sorted(BUILTIN_DATASETS)}")
-    source.add_argument("--env_id", help="gymnasium environment id, e.g. Pendulum-v1")
+    source.add_argument("--env_id", help="gymnasium environment id, e.g. Pendulum-v1, or an entry point "
+                                         "my_package.envs:MyEnv (a gymnasium.Env subclass)")
+    parser.add_argument("--env_kwargs", type=json_object, default=None, metavar="JSON",
+                        help="keyword arguments of the env, e.g. '{\"g\": 5.0}'")
+    parser.add_argument("--env_import", nargs="+", default=[], metavar="MODULE",
+                        help="modules to import first, e.g. the package that registers a custom env")
     parser.add_argument("--policy", default="scripted", help="'random', 'scripted' (Pendulum-v1, CartPole-v1) or a saved seqrl policy folder")
     parser.add_argument("--episodes", type=int, default=100, help="number of episodes to collect")
     parser.add_argument("--noise", type=float, default=0.0, help="Gaussian std as a fraction of half the action range (Box), or epsilon (Discrete)")
@@ -305,9 +318,11 @@ def main(argv: list[str] | None = None) -> None:
                 f"Minari dataset '{args.dataset_id}' already exists at {get_dataset_path(args.dataset_id)}. Choose another "
                 f"--dataset_id (e.g. bump the version suffix), or delete it first with `minari delete {args.dataset_id}`."
             )
-        buffers = collect(args.env_id, args.policy, args.episodes, args.seed, args.noise, args.num_envs, args.target_return, progress=True)
+        import_env_modules(args.env_import)
+        buffers = collect(args.env_id, args.policy, args.episodes, args.seed, args.noise, args.num_envs,
+                          args.target_return, progress=True, env_kwargs=args.env_kwargs)
         dataset = write_minari(
-            args.dataset_id, buffers, args.env_id, args.ref_min_score, args.ref_max_score,
+            args.dataset_id, buffers, resolve_env(args.env_id, args.env_kwargs), args.ref_min_score, args.ref_max_score,
             algorithm_name=f"seqrl collect: policy={args.policy} noise={args.noise} seed={args.seed}",
         )
     except ValueError as error:  # every seqrl and Minari input error is a ValueError subclass

@@ -59,7 +59,8 @@ class DatasetMetadata:
 
     Spaces are JSON from ``minari.serialization.serialize_space``. ``observation_space`` describes the
     ``observations`` column (already flat); ``original_observation_space`` is the Dict/Tuple/image space
-    before ``gymnasium.spaces.flatten_space``, or None when no flattening was needed.
+    before ``gymnasium.spaces.flatten_space``, or None when no flattening was needed. ``env_import`` lists the
+    modules that register a custom env (:mod:`seqrl.envs`), to import before ``gymnasium.make``.
     """
 
     dataset_id: str
@@ -70,6 +71,7 @@ class DatasetMetadata:
     ref_min_score: float | None = None
     ref_max_score: float | None = None
     stats: dict = field(default_factory=dict)
+    env_import: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps({_METADATA_KEY: {"format_version": _METADATA_FORMAT_VERSION, **asdict(self)}})
@@ -195,12 +197,15 @@ def dataset_to_numpy(ds: datasets.Dataset, columns: Sequence[str] = COLUMNS) -> 
     return arrays
 
 
-def build_dataset(columns: Mapping[str, np.ndarray], metadata: DatasetMetadata) -> datasets.Dataset:
+def build_dataset(columns: Mapping[str, np.ndarray], metadata: DatasetMetadata,
+                  with_stats: bool = True) -> datasets.Dataset:
     """A :class:`datasets.Dataset` from numpy columns, with Arrow arrays built straight from numpy (no per-row Python).
 
     ``observations``/``next_observations`` become ``float32[obs_dim]`` (trailing shapes are flattened); actions
     ``float32[action_dim]`` for a Box space, ``int64`` for a Discrete one. An empty ``metadata.stats`` is filled
-    with :func:`seqrl.data.stats.compute_stats`. Call :func:`seqrl.data.validation.validate` to check the result.
+    with :func:`seqrl.data.stats.compute_stats`, unless ``with_stats=False``: a caller that validates first (as
+    :func:`seqrl.data.sources.load_dataset` does) computes them afterwards, so they never see NaN/inf values.
+    Call :func:`seqrl.data.validation.validate` to check the result.
     """
     from seqrl.data.stats import compute_stats  # stats imports this module
 
@@ -225,7 +230,7 @@ def build_dataset(columns: Mapping[str, np.ndarray], metadata: DatasetMetadata) 
         "truncations": np.asarray(columns["truncations"], dtype=bool),
         "next_observations": as_rows(columns["next_observations"], np.float32),  # [N, obs_dim]
     }
-    if not metadata.stats:
+    if with_stats and not metadata.stats:
         metadata = replace(metadata, stats=compute_stats(arrays))
     table = pa.table({
         name: pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(values).reshape(-1)), values.shape[1])

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,9 @@ from minari.storage.datasets_root_dir import get_dataset_path
 from seqrl.data import schema, validation
 from seqrl.data.columns import release_mapped_pages
 from seqrl.data.schema import DatasetMetadata, as_rows, build_dataset
+from seqrl.data.stats import compute_stats
 from seqrl.data.validation import check_action_space
+from seqrl.envs import spec_kwargs
 from seqrl.errors import SeqRLError
 
 class DatasetSourceError(SeqRLError):
@@ -69,12 +73,13 @@ def observation_spaces(space: gym.Space) -> tuple[str, str | None]:
 # ---------------------------------------------------------------- Minari
 
 
-def from_minari(minari_dataset: minari.MinariDataset) -> datasets.Dataset:
+def from_minari(minari_dataset: minari.MinariDataset, with_stats: bool = True) -> datasets.Dataset:
     """A seqrl dataset from a Minari dataset.
 
     Minari stores ``T + 1`` observations ``o_0 .. o_T`` for an episode of ``T`` steps; step ``t`` becomes the
     row ``observations = o_t``, ``next_observations = o_{t+1}``. Episodes are renumbered ``0 .. E-1`` in
     Minari's order. Episodes are read one at a time; everything after that is vectorised over all steps.
+    ``with_stats`` is :func:`~seqrl.data.schema.build_dataset`'s.
     """
     obs_space, action_space = minari_dataset.observation_space, minari_dataset.action_space
     check_action_space(action_space, minari_dataset.id)
@@ -117,7 +122,7 @@ def from_minari(minari_dataset: minari.MinariDataset) -> datasets.Dataset:
         original_observation_space=original_obs_json,
         **{key: None if raw.get(key) is None else float(raw[key]) for key in ("ref_min_score", "ref_max_score")},
     )
-    return build_dataset(columns, metadata)
+    return build_dataset(columns, metadata, with_stats)
 
 
 # ---------------------------------------------------------------- dispatch
@@ -192,52 +197,99 @@ def load_dataset(
     *,
     validate: bool = True,
     env_id: str | None = None,
+    env_kwargs: dict | None = None,
+    env_import: list[str] | None = None,
+    action_low: list[float] | None = None,
+    action_high: list[float] | None = None,
+    drop_invalid_episodes: bool = False,
     ref_min_score: float | None = None,
     ref_max_score: float | None = None,
+    log: Callable[[str], None] = print,
 ) -> datasets.Dataset:
     """Load ``source`` as a seqrl dataset with metadata, validated with :func:`seqrl.data.validation.validate`.
 
-    ``env_id`` / ``ref_min_score`` / ``ref_max_score`` apply to D4RL files (overriding the file's attributes);
-    every other source carries its own metadata.
+    ``env_id`` (any name :func:`seqrl.envs.resolve_env` takes) gives the environment the data was collected in,
+    or replaces the one the source names; ``env_kwargs`` are its keyword arguments (on top of the source's env
+    kwargs when ``env_id`` is not given) and ``env_import`` the modules that register it, saved with the
+    metadata. The env's spaces must fit the data (:func:`seqrl.data.binding.with_env`). ``action_low`` /
+    ``action_high`` set the bounds of Box actions. ``drop_invalid_episodes`` drops NaN/inf and one-step episodes
+    and marks unterminated ones truncated (:mod:`seqrl.data.repair`), reporting through ``log``.
+    ``ref_min_score`` / ``ref_max_score`` apply to D4RL files (overriding the file's attributes); every other
+    source carries its own. The statistics are computed after validation, so they never meet NaN/inf values.
     """
+    from seqrl.data import binding, repair  # they import this module
     from seqrl.data.d4rl import D4RL_FILE_SUFFIXES, from_d4rl, read_d4rl_file  # d4rl imports this module
 
     source = str(source)
     path = Path(source).expanduser()
     is_d4rl_file = path.is_file() and path.suffix in D4RL_FILE_SUFFIXES
-    if not is_d4rl_file and (env_id, ref_min_score, ref_max_score) != (None, None, None):
-        raise DatasetSourceError(f"env_id/ref_min_score/ref_max_score apply to D4RL .hdf5/.h5/.npz files only; {source!r} "
+    if not is_d4rl_file and (ref_min_score, ref_max_score) != (None, None):
+        raise DatasetSourceError(f"ref_min_score/ref_max_score apply to D4RL .hdf5/.h5/.npz files only; {source!r} "
                                  "carries its own metadata (change it with seqrl.data.schema.with_metadata).")
     if path.is_dir():
         if _is_datasets_folder(path):
             ds = _load_from_disk(path)
         elif (data_folder := _minari_data_folder(path)) is not None:
-            ds = from_minari(minari.MinariDataset(data_folder))
+            ds = from_minari(minari.MinariDataset(data_folder), with_stats=False)
         else:
             raise DatasetSourceError(f"folder {source!r} is neither a datasets save_to_disk folder (no dataset_info.json) "
                                      "nor a Minari dataset (no data/metadata.json).")
     elif is_d4rl_file:
         arrays, attrs = read_d4rl_file(path)
+        if env_kwargs and not (env_id or attrs["env_id"]):
+            raise _kwargs_without_env(env_kwargs, attrs["dataset_id"])
         ds = from_d4rl(arrays, env_id or attrs["env_id"], dataset_id=attrs["dataset_id"],
                        ref_min_score=attrs["ref_min_score"] if ref_min_score is None else ref_min_score,
-                       ref_max_score=attrs["ref_max_score"] if ref_max_score is None else ref_max_score)
+                       ref_max_score=attrs["ref_max_score"] if ref_max_score is None else ref_max_score,
+                       env_kwargs=env_kwargs, env_import=env_import, with_stats=False)
     elif path.is_file() or path.suffix in D4RL_FILE_SUFFIXES or source.startswith(("/", "./", "../", "~")):
         raise DatasetSourceError(f"no dataset at path {source!r}: expected a save_to_disk or Minari folder, or a D4RL "
                                  f"file ending in {D4RL_FILE_SUFFIXES}.")
     elif DATASET_ID_RE.fullmatch(source) and (get_dataset_path(source) / "data").is_dir():
-        ds = from_minari(minari.load_dataset(source))
+        ds = from_minari(minari.load_dataset(source), with_stats=False)
     elif source.startswith("seqrl/"):
-        ds = from_minari(_builtin(source))
+        ds = from_minari(_builtin(source), with_stats=False)
     elif DATASET_ID_RE.fullmatch(source) and source.count("/") >= 2:  # Hub repo ids have exactly one '/'
-        ds = from_minari(_download_minari(source))
+        ds = from_minari(_download_minari(source), with_stats=False)
     else:
         ds = _load_hub(source)
     release_mapped_pages(ds)  # opening a saved dataset leaves much of it resident through its memory map
+    if not is_d4rl_file:  # from_d4rl took the env already
+        ds = _with_given_env(ds, env_id, env_kwargs, env_import)
+    if action_low is not None or action_high is not None:
+        ds = binding.with_action_bounds(ds, action_low, action_high)
+    if drop_invalid_episodes:
+        ds, repairs = repair.drop_invalid_episodes(ds)
+        for line in repairs.lines():
+            log(line)
+    metadata = schema.get_metadata(ds)  # fails early on data without seqrl metadata
     if validate:
         validation.validate(ds)  # the module: the argument `validate` hides the function
-    else:
-        schema.get_metadata(ds)  # still fail early on data without seqrl metadata
+    if not metadata.stats:
+        ds = schema.with_metadata(ds, replace(metadata, stats=compute_stats(ds)))
     return ds
+
+
+def _with_given_env(ds: datasets.Dataset, env_id: str | None, env_kwargs: dict | None,
+                    env_import: list[str] | None) -> datasets.Dataset:
+    """``ds`` bound to the env the caller gives (see :func:`load_dataset`); as it is when none is given."""
+    from seqrl.data.binding import with_env
+
+    metadata = schema.get_metadata(ds)
+    if env_id:
+        return with_env(ds, env_id, env_kwargs, env_import)
+    if env_kwargs:
+        if not metadata.env_id:
+            raise _kwargs_without_env(env_kwargs, metadata.dataset_id)
+        return with_env(ds, metadata.env_id, {**spec_kwargs(metadata.env_spec), **env_kwargs}, env_import)
+    if env_import and metadata.env_id:
+        return schema.with_metadata(ds, replace(metadata, env_import=list(env_import)))
+    return ds
+
+
+def _kwargs_without_env(env_kwargs: dict, dataset_id: str) -> DatasetSourceError:
+    return DatasetSourceError(f"env kwargs {env_kwargs} were given, but the dataset '{dataset_id}' names no "
+                              "environment for them; name one with --data.env_id ID.")
 
 
 def save_dataset(ds: datasets.Dataset, path: str | os.PathLike) -> None:

@@ -162,7 +162,7 @@ def validate(ds: datasets.Dataset) -> None:
     row, episode, step, was_done = previous  # the last row of the dataset ends its episode
     not_ended.add(np.array([not was_done]), np.array([episode]), np.array([step]), row)
 
-    drop_fix = ("Repair the source data, or drop those episodes: "
+    drop_fix = ("Repair the source data, or drop those episodes: train.py --data.drop_invalid_episodes true, or "
                 "ds.filter(lambda e: e not in {...}, input_columns='episode_index').")
     for name in finite_columns:
         non_finite[name].fail(name, "NaN or inf values", drop_fix)
@@ -185,12 +185,13 @@ def validate(ds: datasets.Dataset) -> None:
         short = block_ids[lengths < 2]
         raise DatasetValidationError(
             f"column 'episode_index': episode {int(short[0])} has a single step ({short.size} such episode(s): "
-            f"{short[:10].tolist()}); seqrl needs at least 2 steps per episode. Drop them: "
-            "ds.filter(lambda e: e not in {...}, input_columns='episode_index')."
+            f"{short[:10].tolist()}); seqrl needs at least 2 steps per episode. Drop them: train.py "
+            "--data.drop_invalid_episodes true, or ds.filter(lambda e: e not in {...}, input_columns='episode_index')."
         )
     ended_early.fail("terminations/truncations", "episode flagged as ended before its last step",
                      "Episode boundaries and flags disagree: split episodes at every terminal/timeout flag.")
     not_ended.fail("terminations/truncations",
                    "last step of the episode has neither a termination nor a truncation flag",
-                   "Set truncations=True on the last step of episodes that were cut (time limit or end of log), "
-                   "or terminations=True where the environment ended.")
+                   "Set truncations=True on the last step of episodes that were cut (time limit or end of log; "
+                   "train.py --data.drop_invalid_episodes true does so), or terminations=True where the environment "
+                   "ended.")

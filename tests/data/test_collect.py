@@ -21,6 +21,7 @@ from seqrl.data.collect import (
     write_minari,
 )
 from seqrl.data.controllers import BehaviourPolicy, BehaviourPolicyError, apply_noise
+from seqrl.envs import EnvError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -114,6 +115,29 @@ def test_same_seed_reproduces_the_data_whatever_the_number_of_envs():
     assert not np.array_equal(first[0].actions, other[0].actions)
 
 
+def test_dict_observations_are_kept_as_dicts_and_the_policy_sees_them_flat():
+    import tests.custom_envs  # noqa: F401  (registers DictPendulum-v0)
+
+    class Recorder(BehaviourPolicy):
+        def reset(self, num_envs):
+            self.seen = []
+
+        def act(self, observations, rewards, episode_starts, rngs):
+            self.seen.append(observations.copy())
+            return np.zeros((len(observations), 1), dtype=np.float32)
+
+    recorder = Recorder()
+    buffers = collect("DictPendulum-v0", recorder, 3, seed=0, num_envs=2, env_kwargs={"max_steps": 5})
+    episode = buffers[0].observations  # {"angle": [T+1, 2], "velocity": [T+1, 1]}
+    assert set(episode) == {"angle", "velocity"} and episode["angle"].shape == (6, 2) and len(buffers[2].rewards) == 5
+    assert recorder.seen[0].shape == (2, 3)  # flat: the two Boxes concatenated, in the Dict's key order
+    np.testing.assert_array_equal(recorder.seen[0][0], np.concatenate([episode["angle"][0], episode["velocity"][0]]))
+    again = collect("tests.custom_envs:DictPendulumEnv", "random", 3, seed=0, num_envs=3, env_kwargs={"max_steps": 5})
+    other = collect("tests.custom_envs:DictPendulumEnv", "random", 3, seed=0, num_envs=1, env_kwargs={"max_steps": 5})
+    for a, b in zip(again, other):
+        np.testing.assert_array_equal(a.observations["velocity"], b.observations["velocity"])
+
+
 # --- noise -------------------------------------------------------------------------------------
 def test_gaussian_noise_is_scaled_to_the_action_range_and_clipped():
     space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
@@ -140,7 +164,7 @@ def test_epsilon_noise_replaces_discrete_actions_at_the_given_rate():
 
 
 def test_invalid_requests_raise_clear_errors():
-    with pytest.raises(CollectError, match="Unknown gymnasium environment 'Pendulum-v9'.*Pendulum-v1"):
+    with pytest.raises(EnvError, match="Unknown gymnasium environment 'Pendulum-v9'.*Pendulum-v1"):
         collect("Pendulum-v9", "random", 1, seed=0)
     with pytest.raises(BehaviourPolicyError, match=r"No scripted controller for env 'MountainCar-v0'.*CartPole-v1"):
         collect("MountainCar-v0", "scripted", 1, seed=0)

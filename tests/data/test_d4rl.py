@@ -75,3 +75,17 @@ def test_d4rl_missing_keys_and_integer_actions():
     arrays = {**_d4rl_arrays(True), "actions": np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])}
     metadata = get_metadata(from_d4rl(arrays))
     assert metadata.is_discrete and metadata.action_dim == 3
+
+
+def test_env_kwargs_need_an_env_and_reach_the_one_the_file_names(tmp_path):
+    path = tmp_path / "log.hdf5"
+    with h5py.File(path, "w") as file:
+        for key, values in _d4rl_arrays(True).items():
+            file[key] = values
+    with pytest.raises(DatasetSourceError, match=r"env kwargs \{'g': 5.0\} were given, but the dataset 'log' names no "
+                                                 "environment for them; name one with --data.env_id ID"):
+        load_dataset(path, env_kwargs={"g": 5.0})
+    with h5py.File(path, "a") as file:
+        file.attrs["env_id"] = "Pendulum-v1"
+    metadata = get_metadata(load_dataset(path, env_kwargs={"g": 5.0}))
+    assert metadata.env_id == "Pendulum-v1" and '"g": 5.0' in metadata.env_spec

@@ -22,6 +22,7 @@ def test_nan_reward_names_episode_and_column(make_columns, make_dataset):
     message = str(error.value)
     assert "column 'rewards'" in message and "NaN or inf" in message
     assert "episode 1 at timestep 1 (row 5)" in message and "ds.filter" in message
+    assert "train.py --data.drop_invalid_episodes true" in message  # the way out without code
 
 
 def test_inf_observation_is_reported(make_columns, make_dataset):
