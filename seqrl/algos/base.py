@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from seqrl.data.schema import DatasetMetadata
+from seqrl.envs import spec_kwargs
 from seqrl.models.policy import SeqRLPolicy
 
 
@@ -169,15 +170,11 @@ def policy_fields(metadata: DatasetMetadata, algo: str, target_returns: list[flo
     taken from the dataset so that evaluation needs nothing else."""
     stats = metadata.stats
     space = metadata.action_space_obj
-    env_kwargs = {}
-    if metadata.env_spec:
-        from gymnasium.envs.registration import EnvSpec
-
-        env_kwargs = dict(EnvSpec.from_json(metadata.env_spec).kwargs)
     fields = dict(
         algo=algo,
         env_id=metadata.env_id,
-        env_kwargs=env_kwargs,
+        env_kwargs=spec_kwargs(metadata.env_spec),
+        env_import=list(metadata.env_import),
         dataset_id=metadata.dataset_id,
         obs_mean=[float(x) for x in stats["obs_mean"]],
         obs_std=[float(x) for x in stats["obs_std"]],

@@ -13,23 +13,29 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from seqrl.envs import check_spaces, flat_observations, making, resolve_env
 from seqrl.evaluation.scores import normalized_score
 from seqrl.models.policy import PolicyError, SeqRLPolicy
 
 
 def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict | None = None) -> gym.vector.VectorEnv:
-    """Synchronous vector env that resets finished envs within the same step (SAME_STEP autoreset)."""
-    return gym.make_vec(
-        env_id, num_envs=num_envs, vectorization_mode="sync",
-        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **(env_kwargs or {}),
-    )
+    """Synchronous vector env of ``env_id`` (any name :func:`seqrl.envs.resolve_env` takes) that resets finished
+    envs within the same step (SAME_STEP autoreset), with observations flattened to the vectors policies take."""
+    spec = resolve_env(env_id, env_kwargs)
+    with making(spec):
+        return gym.make_vec(spec, num_envs=num_envs, vectorization_mode="sync", wrappers=[flat_observations],
+                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
 
 
 def evaluate_policy(policy: SeqRLPolicy, target_returns: list[float] | None = None, episodes: int = 10,
                     num_envs: int = 10, seed: int = 0, env_id: str | None = None, progress: bool = True,
-                    mixed_precision: str = "no") -> dict:
+                    mixed_precision: str = "no", env_kwargs: dict | None = None) -> dict:
     """Evaluate ``policy``; returns ``{"policy", "env_id", "results": [one dict per target]}``.
 
+    The env is the policy's own (``config.env_id`` with ``config.env_kwargs``), or ``env_id`` with
+    ``env_kwargs`` (e.g. data from Hopper-v4, evaluation in Hopper-v5), or the policy's env with ``env_kwargs``
+    on top of its saved ones; its spaces must fit the policy's. The modules that register a custom env must be
+    imported first (evaluate.py does, see :mod:`seqrl.envs`).
     ``target_returns`` defaults to the policy's saved targets for return-conditioned policies; other
     policies take none (passing some raises :class:`PolicyError`). ``mixed_precision="bf16"`` acts under
     bf16 autocast (weights stay float32), natively fast on GPUs and on CPUs with AVX512-BF16 or AMX (on a
@@ -38,9 +44,13 @@ def evaluate_policy(policy: SeqRLPolicy, target_returns: list[float] | None = No
     if mixed_precision not in ("no", "bf16"):
         raise PolicyError(f"mixed_precision must be 'no' or 'bf16', got {mixed_precision!r}.")
     config = policy.config
-    env_id = env_id or config.env_id
+    if env_id:
+        kwargs = dict(env_kwargs or {})
+    else:
+        env_id, kwargs = config.env_id, {**config.env_kwargs, **(env_kwargs or {})}
     if not env_id:
-        raise PolicyError("The policy's config has no env_id; pass env_id to evaluate it.")
+        raise PolicyError("The policy's config names no environment; evaluate it in one with "
+                          "`python evaluate.py --policy DIR --env_id ENV_ID` (in code: evaluate_policy(policy, env_id=...)).")
     if policy.uses_target_return:
         targets = list(target_returns or config.target_returns)
         if not targets:
@@ -50,9 +60,11 @@ def evaluate_policy(policy: SeqRLPolicy, target_returns: list[float] | None = No
     else:
         targets = [None]
     num_envs = max(1, min(num_envs, episodes))
-    env = make_vector_env(env_id, num_envs, config.env_kwargs)
+    env = make_vector_env(env_id, num_envs, kwargs)
     was_training = policy.training
     try:
+        check_spaces(env_id, env.single_observation_space, env.single_action_space, "the policy", config.state_dim,
+                     bool(getattr(config, "discrete_actions", False)), config.act_dim)
         with torch.autocast(policy.device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16"):
             results = [_run_target(policy, env, target, episodes, seed, progress) for target in targets]
     finally:

@@ -13,6 +13,8 @@ class PolicyConfigMixin:
         algo: registry name of the algorithm that trained the policy (e.g. ``"dt"``).
         env_id: gymnasium id of the environment the data came from.
         env_kwargs: keyword arguments for ``gymnasium.make`` (from the dataset's env spec).
+        env_import: modules to import before making the env (the package that registers a custom env; see
+            :mod:`seqrl.envs`). Loading from the Hub never imports them without ``--trust_remote_code``.
         dataset_id: where the training data came from.
         obs_mean, obs_std: observation normalisation ``(obs - mean) / std`` (lists of floats).
         action_low, action_high: bounds that actions in [-1, 1] are rescaled to (continuous only).
@@ -25,6 +27,7 @@ class PolicyConfigMixin:
         algo: str | None = None,
         env_id: str | None = None,
         env_kwargs: dict | None = None,
+        env_import: list[str] | None = None,
         dataset_id: str | None = None,
         obs_mean: list[float] | None = None,
         obs_std: list[float] | None = None,
@@ -38,6 +41,7 @@ class PolicyConfigMixin:
         self.algo = algo
         self.env_id = env_id
         self.env_kwargs = env_kwargs or {}
+        self.env_import = list(env_import or [])
         self.dataset_id = dataset_id
         self.obs_mean = obs_mean
         self.obs_std = obs_std

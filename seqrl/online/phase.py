@@ -67,7 +67,8 @@ def online_env(cfg: OnlineConfig, metadata) -> tuple[str, dict]:
     if not metadata.env_id:
         raise OnlineConfigError(
             f"--online.env_steps needs an environment, and the dataset '{metadata.dataset_id}' names none; pass "
-            "--online.env_id ID (and --online.env_kwargs '{...}' if it takes arguments).")
+            "--online.env_id ID (and --online.env_kwargs '{...}' if it takes arguments), or --data.env_id ID to give "
+            "the data its env (then also used for evaluation).")
     kwargs = {}
     if metadata.env_spec:
         from gymnasium.envs.registration import EnvSpec

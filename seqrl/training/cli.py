@@ -2,7 +2,8 @@
 
 ``--config FILE`` picks the YAML, ``--algo NAME`` the algorithm (short for ``--algo.type NAME``),
 ``--resume`` continues the run in ``--output_dir`` (reusing its saved ``train_config.yaml`` unless a
-config is given). Every other flag is a config key: ``--steps 5000``, ``--algo.learning_rate 3e-4``.
+config is given), ``--env_import MODULE [MODULE ...]`` the modules that register custom envs. Every other flag
+is a config key: ``--steps 5000``, ``--algo.learning_rate 3e-4``, lists as ``--data.action_low '[-2.0]'``.
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ def parse_train_args(argv: list[str], config_dir: Path | None = None) -> TrainCo
     pre.add_argument("--algo")
     pre.add_argument("--resume", action="store_true")
     pre.add_argument("--output_dir")
+    pre.add_argument("--env_import", nargs="+", action="extend")
     known, rest = pre.parse_known_args(argv)
     if known.output_dir is not None:
         rest += ["--output_dir", known.output_dir]
+    if known.env_import:  # `--env_import a.b c` as well as draccus' list syntax `--env_import '[a.b, c]'`
+        modules = [m for value in known.env_import for m in (yaml.safe_load(value) if value.startswith("[") else [value])]
+        rest += ["--env_import", f"[{', '.join(modules)}]"]
 
     config_path = known.config
     if config_path is not None and not Path(config_path).is_file():

@@ -17,6 +17,21 @@ class DataConfig:
     or `datasets` folder, a D4RL-style .hdf5/.npz file, or a Hub dataset repo id."""
     validate: bool = True
     """Check the data (NaN/inf, shapes, bounds, episode flags) before training."""
+    env_id: str | None = None
+    """The environment the data was collected in, or one that replaces the env the dataset names (e.g. data from
+    Hopper-v4, trained for Hopper-v5): a registered id, `module:Id-v0`, or an entry point `module:EnvClass`. Its
+    spaces (and so the action bounds), the evaluation env and the saved policy's env come from it; its spaces
+    must fit the data's."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Keyword arguments of that env, e.g. '{"g": 5.0}' (without env_id: on top of the dataset's env kwargs)."""
+    action_low: list[float] | None = None
+    """Lower bounds of continuous actions, one per dimension, e.g. '[-2.0]', for data that names no env (default:
+    the data's own minimum). Given with action_high."""
+    action_high: list[float] | None = None
+    """Upper bounds of continuous actions, one per dimension (default: the data's own maximum)."""
+    drop_invalid_episodes: bool = False
+    """Drop episodes with NaN/inf values and one-step episodes, and mark episodes that end without a flag as
+    truncated, reporting how many of each and which, instead of refusing the data."""
 
 
 @dataclass
@@ -43,6 +58,9 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
     """Online fine-tuning after the offline steps (--online.env_steps N; 0: offline only)."""
+    env_import: list[str] = field(default_factory=list)
+    """Modules to import before any environment is made: the package that registers a custom env
+    (`--env_import my_package.envs`). Saved with the policy, so that it names its env again."""
     output_dir: str | None = None
     """Run folder: the final policy, checkpoints/, logs/, train_config.yaml, eval_info.json.
     Default: runs/<algo>-<dataset>."""

@@ -22,7 +22,6 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from seqrl.data.schema import get_metadata
-from seqrl.data.sources import load_dataset
 from seqrl.online.phase import check_online
 from seqrl.registry import entry_for_config
 from seqrl.training.checkpoint import (
@@ -32,6 +31,7 @@ from seqrl.training.checkpoint import (
     trainer_state,
 )
 from seqrl.training.config import TrainConfig
+from seqrl.training.data import load_training_data
 from seqrl.training.memory import keep_freed_memory
 from seqrl.training.setup import (
     build_optimizer,
@@ -54,7 +54,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     accelerator = make_accelerator(cfg, run_dir, entry.algorithm.find_unused_parameters)
     set_seed(cfg.seed)  # identical initial weights on every process
     with accelerator.main_process_first():  # the main process generates or caches the data once
-        dataset = load_dataset(cfg.data.dataset, validate=cfg.data.validate)
+        dataset = load_training_data(cfg, accelerator.print)
     metadata = get_metadata(dataset)
     check_compatible(entry, metadata, cfg.data.dataset)
     online = check_online(entry, cfg.online, metadata) if cfg.online.env_steps else None  # before any training
@@ -168,7 +168,13 @@ def reduce_logs(accelerator: Accelerator, running: dict[str, torch.Tensor], coun
 
 
 def _evaluate(accelerator: Accelerator, policy, cfg: TrainConfig, run_dir: Path, step: int, final: bool) -> None:
-    """Roll the policy out with the code evaluate.py uses (main process; the others wait)."""
+    """Roll the policy out with the code evaluate.py uses (main process; the others wait). A policy whose data
+    named no environment is not evaluated; the final call says how to evaluate it in one."""
+    if not policy.config.env_id:
+        if final:
+            accelerator.print(f"Evaluation skipped: the dataset names no environment. Evaluate the policy in one with "
+                              f"`python evaluate.py --policy {run_dir} --env_id ENV_ID`.")
+        return
     if accelerator.is_main_process:
         from seqrl.evaluation.report import format_table, write_report
         from seqrl.evaluation.rollout import evaluate_policy

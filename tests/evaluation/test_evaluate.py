@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from seqrl.envs import EnvError
 from seqrl.evaluation.rollout import evaluate_policy
 from seqrl.models.decision_transformer import DecisionTransformer, DecisionTransformerConfig
 from seqrl.registry import PolicyLoadError, load_policy
@@ -79,3 +80,17 @@ def test_corrupt_weights_are_a_clear_error_from_the_cli(pendulum_policy):
 def test_not_a_policy_folder(tmp_path):
     with pytest.raises(PolicyLoadError, match="no config.json"):
         load_policy(tmp_path)
+
+
+def test_another_env_whose_spaces_match_and_one_whose_do_not(pendulum_policy):
+    policy = load_policy(pendulum_policy)
+    # A Dict-observation Pendulum of the user's own: flattened for the policy, the same 3 values.
+    report = evaluate_policy(policy, [-200.0], episodes=2, num_envs=2, env_id="tests.custom_envs:DictPendulumEnv",
+                             env_kwargs={"max_steps": 30}, progress=False)
+    assert report["env_id"] == "tests.custom_envs:DictPendulumEnv"
+    assert report["results"][0]["episode_length_mean"] == 30.0
+    with pytest.raises(EnvError) as error:
+        evaluate_policy(policy, [-200.0], episodes=1, env_id="CartPole-v1", progress=False)
+    message = str(error.value)
+    assert "environment 'CartPole-v1' does not fit the policy" in message
+    assert "(4 values flattened) and 2 discrete actions; the policy has observations of 3 values" in message

@@ -141,6 +141,17 @@ def test_unknown_config_key_is_a_clear_error(tmp_path):
         parse_train_args(["--resume"])
 
 
+def test_env_and_data_flags_parse():
+    cfg = parse_train_args(["--env_import", "my_package.envs", "other", "--data.env_id", "my_package.envs:MyEnv",
+                            "--data.env_kwargs", '{"g": 5.0}', "--data.action_low", "[-2.0]", "--data.action_high",
+                            "[2.0]", "--data.drop_invalid_episodes", "true"])
+    assert cfg.env_import == ["my_package.envs", "other"] and cfg.data.env_id == "my_package.envs:MyEnv"
+    assert cfg.data.env_kwargs == {"g": 5.0} and (cfg.data.action_low, cfg.data.action_high) == ([-2.0], [2.0])
+    assert cfg.data.drop_invalid_episodes
+    assert parse_train_args(["--env_import", "[a.b, c]"]).env_import == ["a.b", "c"]  # draccus' list syntax too
+    assert parse_train_args([]).env_import == [] and not parse_train_args([]).data.drop_invalid_episodes
+
+
 @pytest.mark.parametrize("value", ["auto", "no", "bf16", "fp16"])
 def test_every_mixed_precision_choice_parses(value, tmp_path):
     assert parse_train_args(["--mixed_precision", value]).mixed_precision == value

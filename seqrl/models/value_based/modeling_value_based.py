@@ -51,7 +51,8 @@ class _StatelessPolicy(SeqRLPolicy):
             raise PolicyError(
                 f"{type(self).__name__} outputs actions in [-1, 1] and rescales them to the action bounds, but the "
                 f"bounds are missing or infinite (action_low={self.config.action_low}, action_high="
-                f"{self.config.action_high}). Give the dataset a bounded Box action space."
+                f"{self.config.action_high}). Give the dataset a bounded Box action space (train.py: name its env with "
+                "--data.env_id ID, or give --data.action_low/--data.action_high)."
             )
 
     def _reset_state(self, batch_size: int, target_return: np.ndarray | None) -> None:
