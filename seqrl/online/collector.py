@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+from seqrl.envs import check_spaces, flat_observations, make_env, resolve_env
 from seqrl.errors import SeqRLError
 from seqrl.models.policy import SeqRLPolicy
 
@@ -27,15 +28,6 @@ class OnlineEnvError(SeqRLError):
 def episode_seed(seed: int, process_index: int, episode: int) -> int:
     """Reset seed of episode ``episode`` of process ``process_index``."""
     return int(np.random.SeedSequence([seed, process_index, episode]).generate_state(1)[0])
-
-
-def make_env(env_id: str, env_kwargs: dict | None = None) -> gym.Env:
-    """``gymnasium.make`` with a clear error for unknown ids or bad keyword arguments."""
-    try:
-        return gym.make(env_id, **(env_kwargs or {}))
-    except gym.error.Error as error:
-        raise OnlineEnvError(f"cannot make environment '{env_id}' with kwargs {env_kwargs or {}}: {error}. "
-                             "Pass a registered id with --online.env_id (and --online.env_kwargs).") from error
 
 
 class OnlineCollector:
@@ -58,23 +50,23 @@ class OnlineCollector:
         self.exploration, self.noise_std, self.random_steps = exploration, noise_std, random_steps
         self.target_return = target_return
         self.next_episode, self.env_steps = next_episode, env_steps
-        self.env = SyncVectorEnv([lambda: make_env(env_id, env_kwargs)] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
+        # Any env seqrl.envs names (registered ids, module:Id, module:Class entry points); Dict and Tuple
+        # observations are flattened as the datasets flatten them, so episodes match the offline columns.
+        spec = resolve_env(env_id, env_kwargs)
+        self.env = SyncVectorEnv([lambda: flat_observations(make_env(spec))] * num_envs,
+                                 autoreset_mode=AutoresetMode.DISABLED)
         self._check_spaces()
         self._records: list[dict] = []
         self._observations = None
 
     def _check_spaces(self) -> None:
         config = self.policy.config
-        obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
-        obs_dim = int(np.prod(obs_space.shape)) if obs_space.shape else None
-        discrete = isinstance(act_space, gym.spaces.Discrete)
-        act_dim = int(act_space.n) if discrete else int(np.prod(act_space.shape))
-        if obs_dim != config.state_dim or discrete != bool(config.discrete_actions) or act_dim != config.act_dim:
+        try:
+            check_spaces(self.env_id, self.env.single_observation_space, self.env.single_action_space, "the policy",
+                         config.state_dim, bool(getattr(config, "discrete_actions", False)), config.act_dim)
+        except SeqRLError:
             self.env.close()
-            raise OnlineEnvError(
-                f"environment '{self.env_id}' has observations {obs_space} and actions {act_space}, but the policy "
-                f"was trained on {config.state_dim}-dim observations and {config.act_dim} "
-                f"{'discrete' if config.discrete_actions else 'continuous'} actions; pick the env of the dataset.")
+            raise
 
     def start(self) -> None:
         """Reset every env with the next episodes' seeds and the policy's acting state."""

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from seqrl.envs import check_spaces, env_spaces, resolve_env
 from seqrl.errors import SeqRLError
 from seqrl.online.collector import OnlineCollector
 from seqrl.online.config import OnlineConfig
@@ -94,7 +95,11 @@ def check_online(entry, cfg: OnlineConfig, metadata) -> OnlineConfig:
     if cfg.updates_per_step < 0 or cfg.updates_per_round < 0 or cfg.episodes_per_round < 1 or cfg.num_envs < 1:
         raise OnlineConfigError("--online.updates_per_step/updates_per_round must be >= 0, episodes_per_round and "
                                 "num_envs >= 1.")
-    online_env(cfg, metadata)
+    env_id, env_kwargs = online_env(cfg, metadata)
+    # Make the env once now, so that a wrong id, kwargs or spaces fail before the offline steps, not after.
+    obs_space, action_space = env_spaces(resolve_env(env_id, env_kwargs))
+    check_spaces(env_id, obs_space, action_space, f"the dataset '{metadata.dataset_id}'", metadata.obs_dim,
+                 metadata.is_discrete, metadata.action_dim)
     return cfg
 
 
@@ -201,7 +206,7 @@ def run_online(ctx, cfg: OnlineConfig, step: int, saved: dict | None, checkpoint
             counters.total_env_steps = _sum_over_processes(accelerator, collector.env_steps)
             progress.update(min(counters.total_env_steps, cfg.env_steps) - min(previous_total, cfg.env_steps))
             progress.set_postfix(episodes=replay.collected.num_episodes, ret=f"{np.mean(recent):.4g}" if recent else "-",
-                                 updates=counters.updates)
+                                 updates=counters.updates, refresh=False)  # drawn at tqdm's next refresh
             if counters.total_env_steps >= cfg.env_steps:
                 break
             if _crossed(previous_total, counters.total_env_steps, cfg.eval_every):
