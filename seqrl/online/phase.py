@@ -127,10 +127,11 @@ def run_online(ctx, cfg: OnlineConfig, step: int, saved: dict | None, checkpoint
         counters = _load_counters(checkpoint, process)
     env_id, env_kwargs = online_env(cfg, ctx.metadata)
     policy_config = unwrapped.policy().config
-    if policy_config.env_id is None:
-        # The data named no env (--online.env_id gave it): the policy records the env it was fine-tuned in, so
-        # the final evaluation, evaluations during the phase and the saved folder work without --env_id.
-        # Set before the early return below, so a resumed run that had finished saves it too.
+    if cfg.env_id or policy_config.env_id is None:
+        # The policy records the env it was fine-tuned in (--online.env_id's, when given: data from Hopper-v4
+        # fine-tuned in Hopper-v5 is evaluated in Hopper-v5), so the evaluations during the phase, the final
+        # one and the saved folder use it without --env_id. Set before the early return below, so a resumed
+        # run that had finished saves it too.
         policy_config.env_id, policy_config.env_kwargs = env_id, dict(env_kwargs)
     if counters.done:  # finished before a kill: write what the end of the phase writes, if it had not yet
         if accelerator.is_main_process and not (Path(ctx.run_dir) / HISTORY_FILE).is_file():

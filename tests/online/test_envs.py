@@ -3,6 +3,8 @@ settings that name an env that cannot work fail before the offline steps, not af
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,12 @@ def test_a_custom_dict_env_is_fine_tuned_online_with_flat_observations(tmp_path,
     assert counters["env_steps"] == 100 and columns["observations"].shape == (100, 3)  # 2 episodes of 50 steps
     angle = columns["observations"][:, :2]  # the Dict's "angle" part: cos and sin of the angle
     np.testing.assert_allclose((angle ** 2).sum(1), 1.0, rtol=1e-5)
+
+
+def test_the_policy_records_the_env_it_was_fine_tuned_in(pendulum_dir, tmp_path):
+    """Data from Pendulum-v1, fine-tuned in Pendulum-v1 with another gravity: the saved policy (and so its final
+    evaluation and evaluate.py) names the fine-tuning env, not the data's."""
+    run = train(parse_train_args(iql_args(pendulum_dir, tmp_path / "run", "--online.env_steps", "50",
+                                          "--online.env_id", "Pendulum-v1", "--online.env_kwargs", '{"g": 5.0}')))
+    config = json.loads((run / "config.json").read_text())
+    assert (config["env_id"], config["env_kwargs"]) == ("Pendulum-v1", {"g": 5.0})
