@@ -124,6 +124,7 @@ def run_online(ctx, cfg: OnlineConfig, step: int, saved: dict | None, checkpoint
     process, processes = accelerator.process_index, accelerator.num_processes
     counters = OnlineCounters()
     if saved is not None and checkpoint is not None:
+        _check_processes(checkpoint, processes)
         counters = _load_counters(checkpoint, process)
     env_id, env_kwargs = online_env(cfg, ctx.metadata)
     policy_config = unwrapped.policy().config
@@ -262,6 +263,17 @@ def _write_online(folder: Path, process: int, counters: OnlineCounters, replay: 
     target.mkdir(parents=True, exist_ok=True)
     np.savez(target / f"process-{process}.npz", **replay.collected.columns())
     (target / f"process-{process}.json").write_text(json.dumps(counters.__dict__))
+
+
+def _check_processes(checkpoint: Path, processes: int) -> None:
+    """Each process continues its own envs and buffer shard, so a resumed online phase needs as many processes
+    as wrote the checkpoint; with fewer, some shards' episodes would be dropped."""
+    written = len(list((Path(checkpoint) / ONLINE_FOLDER).glob("process-*.json")))
+    if written and written != processes:
+        raise OnlineConfigError(
+            f"{checkpoint} holds the online state of {written} processes, and this run has {processes}; resume with "
+            f"the same number (accelerate launch --num_processes {written}), so that every process's envs and "
+            "episodes continue.")
 
 
 def _load_counters(checkpoint: Path, process: int) -> OnlineCounters:

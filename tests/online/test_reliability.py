@@ -362,6 +362,11 @@ def test_two_process_online_run_collects_on_both(pendulum_dir, tmp_path):
     assert not np.array_equal(per_process[0][0]["observations"][0], per_process[1][0]["observations"][0])
     assert (run / "model.safetensors").is_file()
 
+    # One process cannot continue two processes' envs and shards: resuming so fails and says how to resume.
+    with pytest.raises(OnlineConfigError, match=r"online state of 2 processes, and this run has 1.*--num_processes 2"):
+        train(parse_train_args([*iql_args(pendulum_dir, run, "--online.env_steps", "200",
+                                          "--online.checkpoint_every", "100"), "--resume"]))
+
 
 # --------------------------------------------------------------------------------------------------
 # 5. Algorithms that cannot fine-tune online.
