@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from seqrl.envs import check_spaces, env_spaces, resolve_env
 from seqrl.errors import SeqRLError
+from seqrl.logs import progress_kwargs
 from seqrl.online.collector import OnlineCollector
 from seqrl.online.config import OnlineConfig
 from seqrl.online.replay import Replay
@@ -151,7 +152,8 @@ def run_online(ctx, cfg: OnlineConfig, step: int, saved: dict | None, checkpoint
     running: dict[str, torch.Tensor] = {}
     last_log = step
     progress = tqdm(total=cfg.env_steps, initial=min(counters.total_env_steps, cfg.env_steps), unit="env step",
-                    desc=f"online {ctx.name} {env_id}", disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+                    desc=f"online {ctx.name} {env_id}", dynamic_ncols=True,
+                    **progress_kwargs(accelerator.is_local_main_process))
 
     def checkpoint_now(final: bool) -> None:
         replay.add(collector.cut())
