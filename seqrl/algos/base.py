@@ -35,11 +35,13 @@ class AlgoConfig(draccus.ChoiceRegistry):
     warmup_steps: int = 0
     """Linear learning-rate warm-up from 0 over this many steps."""
     lr_schedule: str = "constant"
-    """After the warm-up: "constant", or "cosine" decay to ``min_lr_ratio`` times the rate at the last step."""
+    """After the warm-up (transformers.get_scheduler): "constant", "linear" decay to 0 at the last step, or
+    "cosine" decay to ``min_lr_ratio`` times the rate at the last step."""
     min_lr_ratio: float = 0.1
-    """Final fraction of the learning rate under the cosine schedule."""
+    """Final fraction of the learning rate under the "cosine" schedule."""
     grad_clip: float | None = None
-    """Clip the global gradient norm to this value when gradients sync (None: no clipping)."""
+    """Clip the gradient norm of each named parameter group (actor, critic, value, ...) separately to this value
+    when gradients sync (None: no clipping)."""
     target_returns: list[float] = field(default_factory=list)
     """Default target returns saved with return-conditioned policies (empty: taken from the data)."""
 

@@ -4,7 +4,6 @@ checks between an algorithm and a dataset, and the atomic save of the final poli
 from __future__ import annotations
 
 import functools
-import math
 import os
 import shutil
 from pathlib import Path
@@ -27,25 +26,36 @@ class IncompatibleDatasetError(SeqRLError):
 
 
 def make_accelerator(cfg, run_dir: Path, find_unused_parameters: bool = False) -> Accelerator:
-    """The run's Accelerator. ``find_unused_parameters`` is for algorithms whose loss skips some
+    """The run's Accelerator, logging to ``cfg.report_to``. ``mixed_precision: auto`` defers to Accelerate's
+    launcher settings where the run was launched with them. ``find_unused_parameters`` is for algorithms whose loss skips some
     parameters on some steps (``Algorithm.find_unused_parameters``); DDP needs to know."""
     _ask_once_for_lomo()
-    precision = cfg.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    report_to = getattr(cfg, "report_to", "tensorboard")
     return Accelerator(
         # Without an accelerator device, say so: Accelerate then runs torchrun / `accelerate launch`
         # processes as one gloo group (MULTI_CPU) instead of as independent copies.
         cpu=not torch.accelerator.is_available(),
-        mixed_precision=precision,
+        mixed_precision=resolve_precision(cfg.mixed_precision),
         # The warm-up counts gradient steps. Accelerate's default steps a prepared schedule once per
         # process per step (made for data loaders whose length shrinks with the process count); here
         # every process draws a full batch per step, so that would shorten the warm-up N-fold.
         step_scheduler_with_optimizer=False,
-        log_with="tensorboard",
+        log_with=None if report_to == "none" else report_to,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
     )
+
+
+def resolve_precision(precision: str) -> str | None:
+    """The ``mixed_precision`` to give Accelerate. "auto" defers to Accelerate's launcher settings
+    (``accelerate launch --mixed_precision``, ``accelerate config``, which reach the process as
+    ACCELERATE_MIXED_PRECISION) where the run was launched with them (None: Accelerate reads them), else bf16 on
+    GPUs that support it and float32 elsewhere. A precision the user names wins over the launcher's."""
+    if precision != "auto":
+        return precision
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return None
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
 def _ask_once_for_lomo() -> None:
@@ -61,8 +71,8 @@ def _ask_once_for_lomo() -> None:
 
 def build_optimizer(algorithm: Algorithm, cfg: AlgoConfig, total_steps: int | None = None
                     ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """One fused AdamW over all of the algorithm's named parameter groups, with a linear warm-up and,
-    with ``lr_schedule: cosine``, a cosine decay to ``min_lr_ratio`` at ``total_steps``.
+    """One fused AdamW over all of the algorithm's named parameter groups, and its learning-rate schedule from
+    ``transformers.get_scheduler`` (see :func:`build_schedule`).
 
     Each named group of ``optimizer_groups`` (actor, critic, value, ...) becomes torch param groups
     tagged with its ``name``, keeping its own ``lr``, ``weight_decay`` (and ``betas``, where it sets them).
@@ -73,24 +83,25 @@ def build_optimizer(algorithm: Algorithm, cfg: AlgoConfig, total_steps: int | No
     """
     groups = [{**group, "name": name} for name, named in algorithm.optimizer_groups().items() for group in named]
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
-        learning_rate_factor, warmup=max(cfg.warmup_steps, 1), schedule=cfg.lr_schedule,
-        total=total_steps, floor=cfg.min_lr_ratio))
-    return optimizer, scheduler
+    return optimizer, build_schedule(optimizer, cfg, total_steps)
 
 
-SCHEDULES = ("constant", "cosine")
+# lr_schedule -> the transformers scheduler: a linear warm-up over warmup_steps, then the named shape.
+SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine_with_min_lr"}
 
 
-def learning_rate_factor(step: int, warmup: int, schedule: str = "constant", total: int | None = None,
-                         floor: float = 0.1) -> float:
-    """Multiplier of the learning rate at ``step`` (0-based): ``(step + 1) / warmup`` during the warm-up, then
-    1, or for "cosine" ``floor + (1 - floor) * (1 + cos(pi * p)) / 2`` with ``p`` the fraction of the steps
-    after the warm-up that have passed (the reference Trajectory Transformer's schedule)."""
-    if step + 1 < warmup or schedule == "constant" or not total:
-        return min(1.0, (step + 1) / warmup)
-    progress = min(1.0, (step + 1 - warmup) / max(1, total - warmup))
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+def build_schedule(optimizer: torch.optim.Optimizer, cfg: AlgoConfig, total_steps: int | None
+                   ) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' schedule named by ``cfg.lr_schedule``: warm-up from 0 over ``warmup_steps``, then constant,
+    linear decay to 0 at ``total_steps``, or cosine decay to ``min_lr_ratio`` of the rate at ``total_steps`` (the
+    reference Trajectory Transformer's). Without ``total_steps`` there is nothing to decay towards, so the rate
+    stays constant after the warm-up."""
+    from transformers import get_scheduler
+
+    name = SCHEDULES[cfg.lr_schedule] if total_steps else SCHEDULES["constant"]
+    specific = {"min_lr_rate": cfg.min_lr_ratio} if name == "cosine_with_min_lr" else None
+    return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps,
+                         scheduler_specific_kwargs=specific)
 
 
 def params_by_name(optimizer) -> dict[str, list[torch.nn.Parameter]]:
