@@ -34,16 +34,14 @@ def write_report(report: dict, path: str | os.PathLike) -> Path:
 def plot_return_conditioning(report: dict, path: Path) -> Path:
     """Achieved return (mean ± std over episodes) against target return, with the y = x line that a
     perfectly return-conditioned policy would follow and the reference scores for scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot, so the caller's backend stays as it is
 
     rows = [r for r in report["results"] if r["target_return"] is not None]
     targets = [r["target_return"] for r in rows]
     means = [r["return_mean"] for r in rows]
     stds = [r["return_std"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+    fig = Figure(figsize=(5.5, 4.5), dpi=120)
+    ax = fig.add_subplot()
     low, high = min(targets + means), max(targets + means)
     ax.plot([low, high], [low, high], ls="--", color="grey", lw=1, label="achieved = target")
     ax.errorbar(targets, means, yerr=stds, marker="o", capsize=4, label="achieved (mean ± std)")
@@ -55,6 +53,5 @@ def plot_return_conditioning(report: dict, path: Path) -> Path:
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp)
-    plt.close(fig)
     tmp.replace(path)
     return path

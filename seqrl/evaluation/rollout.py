@@ -14,7 +14,9 @@ import torch
 from tqdm.auto import tqdm
 
 from seqrl.envs import check_spaces, flat_observations, making, resolve_env
+from seqrl.evaluation.config import DEFAULT_SEED
 from seqrl.evaluation.scores import normalized_score
+from seqrl.logs import progress_kwargs
 from seqrl.models.policy import PolicyError, SeqRLPolicy
 
 
@@ -28,7 +30,7 @@ def make_vector_env(env_id: str, num_envs: int, env_kwargs: dict | None = None) 
 
 
 def evaluate_policy(policy: SeqRLPolicy, target_returns: list[float] | None = None, episodes: int = 10,
-                    num_envs: int = 10, seed: int = 0, env_id: str | None = None, progress: bool = True,
+                    num_envs: int = 10, seed: int = DEFAULT_SEED, env_id: str | None = None, progress: bool = True,
                     mixed_precision: str = "no", env_kwargs: dict | None = None) -> dict:
     """Evaluate ``policy``; returns ``{"policy", "env_id", "results": [one dict per target]}``.
 
@@ -44,21 +46,8 @@ def evaluate_policy(policy: SeqRLPolicy, target_returns: list[float] | None = No
     if mixed_precision not in ("no", "bf16"):
         raise PolicyError(f"mixed_precision must be 'no' or 'bf16', got {mixed_precision!r}.")
     config = policy.config
-    if env_id:
-        kwargs = dict(env_kwargs or {})
-    else:
-        env_id, kwargs = config.env_id, {**config.env_kwargs, **(env_kwargs or {})}
-    if not env_id:
-        raise PolicyError("The policy's config names no environment; evaluate it in one with "
-                          "`python evaluate.py --policy DIR --env_id ENV_ID` (in code: evaluate_policy(policy, env_id=...)).")
-    if policy.uses_target_return:
-        targets = list(target_returns or config.target_returns)
-        if not targets:
-            raise PolicyError("No target returns given and the policy saves no defaults; pass --target_returns.")
-    elif target_returns:
-        policy.reset(1, target_returns[0])  # raises the policy's own explanation
-    else:
-        targets = [None]
+    env_id, kwargs = policy_env(policy, env_id, env_kwargs)
+    targets = evaluation_targets(policy, target_returns)
     num_envs = max(1, min(num_envs, episodes))
     env = make_vector_env(env_id, num_envs, kwargs)
     was_training = policy.training
@@ -70,7 +59,35 @@ def evaluate_policy(policy: SeqRLPolicy, target_returns: list[float] | None = No
     finally:
         env.close()
         policy.train(was_training)
-    return {"policy": str(getattr(config, "_name_or_path", "") or config.algo), "env_id": env_id, "results": results}
+    return {"policy": str(getattr(config, "_name_or_path", "") or config.algo), "env_id": env_id, "seed": seed,
+            "episodes": episodes, "num_envs": num_envs, "results": results}
+
+
+def policy_env(policy: SeqRLPolicy, env_id: str | None = None, env_kwargs: dict | None = None) -> tuple[str, dict]:
+    """(env id, kwargs) to evaluate ``policy`` in: ``env_id`` with ``env_kwargs``, or the policy's own env with
+    ``env_kwargs`` on top of its saved ones."""
+    config = policy.config
+    if env_id:
+        kwargs = dict(env_kwargs or {})
+    else:
+        env_id, kwargs = config.env_id, {**config.env_kwargs, **(env_kwargs or {})}
+    if not env_id:
+        raise PolicyError("The policy's config names no environment; evaluate it in one with "
+                          "`seqrl-eval --policy DIR --env_id ENV_ID` (in code: evaluate_policy(policy, env_id=...)).")
+    return env_id, kwargs
+
+
+def evaluation_targets(policy: SeqRLPolicy, target_returns: list[float] | None) -> list[float | None]:
+    """The target returns to evaluate: those given, else the policy's saved ones; ``[None]`` for a policy that
+    takes no target (given targets raise the policy's own explanation)."""
+    if policy.uses_target_return:
+        targets = list(target_returns or policy.config.target_returns)
+        if not targets:
+            raise PolicyError("No target returns given and the policy saves no defaults; pass --target_returns.")
+        return targets
+    if target_returns:
+        policy.reset(1, target_returns[0])  # raises the policy's own explanation
+    return [None]
 
 
 def _run_target(policy: SeqRLPolicy, env: gym.vector.VectorEnv, target: float | None, episodes: int,
@@ -85,7 +102,7 @@ def _run_target(policy: SeqRLPolicy, env: gym.vector.VectorEnv, target: float | 
     policy.reset(num_envs, target)
     rewards, starts = None, np.ones(num_envs, dtype=bool)
     label = "eval" if target is None else f"eval target={target:g}"
-    with torch.inference_mode(), tqdm(total=episodes, desc=label, disable=not progress, leave=False) as bar:
+    with torch.inference_mode(), tqdm(total=episodes, desc=label, leave=False, **progress_kwargs(progress)) as bar:
         while (finished < quota).any():
             actions = policy.act(observations, rewards, starts)
             observations, rewards, terminations, truncations, _ = env.step(actions)

@@ -53,7 +53,8 @@ def test_evaluate_cli_writes_json_and_plot(pendulum_policy, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(output.read_text())
-    assert set(report) == {"policy", "env_id", "results"}
+    assert set(report) == {"policy", "env_id", "seed", "episodes", "num_envs", "results"}
+    assert (report["seed"], report["episodes"], report["num_envs"]) == (0, 2, 2)  # what reproduces it
     assert [r["target_return"] for r in report["results"]] == [-1000.0, -500.0, -200.0]
     for row in report["results"]:
         assert {"target_return", "episodes", "return_mean", "return_std", "normalized_score_mean",
