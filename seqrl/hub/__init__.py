@@ -1,7 +1,7 @@
 """Hugging Face Hub support: push policies (with a model card) and datasets, and load datasets back.
 
 Policies load from the Hub with :func:`seqrl.registry.load_policy` (``"user/repo"``), like folders.
-Command line: ``python -m seqrl.hub push RUN_DIR REPO_ID`` and ``python -m seqrl.hub push-dataset SOURCE REPO_ID``.
+Command line: ``seqrl-hub push RUN_DIR REPO_ID`` and ``seqrl-hub push_dataset SOURCE REPO_ID``.
 """
 
 from seqrl.hub.cards import dataset_card, model_card

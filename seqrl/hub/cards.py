@@ -11,6 +11,8 @@ return-conditioning plot, the commands to evaluate, reproduce and fine-tune, and
 from __future__ import annotations
 
 
+from pathlib import Path
+
 from huggingface_hub import DatasetCard, EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import validate_repo_id
 from minari.dataset.minari_dataset import DATASET_ID_RE
@@ -22,6 +24,8 @@ MINARI_HUB_ORG = "farama-minari"  # Minari's default remote, hf://farama-minari:
 MINARI_REMOTE_NAMESPACES = ("D4RL", "mujoco", "atari")  # namespaces of Farama's published Minari datasets
 _LOCAL_SUFFIXES = (".hdf5", ".h5", ".npz")
 _TASK = "reinforcement-learning"
+DEFAULT_LICENSE = "apache-2.0"  # seqrl's own; pass another with `seqrl-hub push --license` / push_policy(license=)
+DATASET_LICENSE = "cc-by-4.0"  # Minari's datasets'; pass another with `seqrl-hub push_dataset --license`
 
 
 def hub_dataset_id(dataset_id: str | None) -> str | None:
@@ -48,12 +52,15 @@ def hub_dataset_id(dataset_id: str | None) -> str | None:
 # ---------------------------------------------------------------- model card
 
 
-def model_card(run: RunFolder, repo_id: str, revision: str | None = None) -> ModelCard:
-    """The README.md pushed with ``run`` to ``repo_id``."""
+def model_card(run: RunFolder, repo_id: str, revision: str | None = None, license: str = DEFAULT_LICENSE) -> ModelCard:
+    """The README.md pushed with ``run`` to ``repo_id``. ``base_model`` is the Hub policy the run started from
+    (``--init_from``), so the Hub links the two."""
     config, algo = run.config, run.entry.name
     env_id = config.get("env_id")
     hub_data = hub_dataset_id(run.dataset_id)
     data = ModelCardData(
+        license=license,
+        base_model=base_model(run),
         library_name="seqrl",
         pipeline_tag=_TASK,
         tags=[_TASK, "offline-rl", algo] + ([env_id] if env_id else []),
@@ -64,12 +71,35 @@ def model_card(run: RunFolder, repo_id: str, revision: str | None = None) -> Mod
     sections = [
         _overview(run, repo_id),
         _results_section(run),
+        _videos_section(run),
         _dataset_section(run),
         _usage_section(run, repo_id, revision),
         _config_section(run),
     ]
     body = "\n\n".join(section for section in sections if section) + "\n"
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def base_model(run: RunFolder) -> str | None:
+    """The Hub repo of train_config.yaml's ``init_from``, when it names one (a local folder has no Hub page)."""
+    source = (run.train_config or {}).get("init_from")
+    if not source or Path(str(source)).exists() or str(source).startswith(("/", ".", "~")):
+        return None
+    try:
+        validate_repo_id(str(source))
+    except ValueError:
+        return None
+    return str(source) if "/" in str(source) else None
+
+
+def _videos_section(run: RunFolder) -> str | None:
+    videos = [name for name in run.files if name.startswith("videos/")]
+    if not videos:
+        return None
+    lines = ["## Videos", "", "One evaluation episode per target return (the first seed of the evaluation).", ""]
+    for name in videos:
+        lines += [f"**{Path(name).stem}**", "", f'<video controls src="{name}"></video>', ""]
+    return "\n".join(lines).rstrip("\n")
 
 
 def _eval_results(report: dict | None, env_id: str | None) -> list[EvalResult]:
@@ -155,7 +185,7 @@ def _dataset_section(run: RunFolder) -> str | None:
     hub_id = hub_dataset_id(dataset_id)
     if dataset_id.startswith("seqrl/"):
         origin = ("a built-in seqrl dataset, generated locally on first use "
-                  f"(`python -m seqrl.data.collect --builtin {dataset_id}`)")
+                  f"(`seqrl-collect --builtin {dataset_id}`)")
     elif hub_id and hub_id != dataset_id:
         origin = (f"a Minari dataset, hosted in [{hub_id}](https://huggingface.co/datasets/{hub_id}) "
                   f"(`minari download {dataset_id}`)")
@@ -184,7 +214,7 @@ def _stats_table(metadata: DatasetMetadata) -> str:
 
 def _usage_section(run: RunFolder, repo_id: str, revision: str | None) -> str:
     rev = f" --revision {revision}" if revision else ""
-    evaluate = f"python evaluate.py --policy {repo_id}{rev}"
+    evaluate = f"seqrl-eval --policy {repo_id}{rev}"
     report = run.eval_report
     targets = [r["target_return"] for r in report["results"] if r["target_return"] is not None] if report else []
     targets = targets or run.config.get("target_returns") or []
@@ -192,6 +222,8 @@ def _usage_section(run: RunFolder, repo_id: str, revision: str | None) -> str:
         evaluate += f" --target_returns {_numbers(targets, ' ')}"
     if report:
         evaluate += f" --episodes {report['results'][0]['episodes']}"
+        if report.get("num_envs") is not None:  # env i runs episodes i, i + num_envs, ...: the split matters
+            evaluate += f" --num_envs {report['num_envs']}"
         if report.get("seed") is not None:
             evaluate += f" --seed {report['seed']}"
     lines = ["## Usage", "", "```python", "import gymnasium as gym", "from seqrl.registry import load_policy", "",
@@ -208,7 +240,7 @@ def _usage_section(run: RunFolder, repo_id: str, revision: str | None) -> str:
                   "", "```bash", f"hf download {repo_id} train_config.yaml --local-dir {name}{rev}"]
         if hub_dataset_id(run.dataset_id) not in (None, run.dataset_id):
             lines.append(f"minari download {run.dataset_id}")
-        lines += [f"python train.py --config {name}/train_config.yaml --output_dir runs/{name}", "```"]
+        lines += [f"seqrl-train --config {name}/train_config.yaml --output_dir runs/{name}", "```"]
     lines += ["", "### Fine-tune", "", "Continue training from these weights, e.g. on new data:", "",
               "```bash", _finetune_command(run, repo_id), "```"]
     return "\n".join(lines)
@@ -219,7 +251,7 @@ def _finetune_command(run: RunFolder, repo_id: str) -> str:
     name = repo_id.split("/")[-1]
     config = f" --config {name}/train_config.yaml" if run.train_config_text is not None else f" --algo {run.entry.name}"
     dataset = run.dataset_id or "DATASET"
-    return f"python train.py{config} --init_from {repo_id} --data.dataset {dataset} --output_dir runs/{name}-finetuned"
+    return f"seqrl-train{config} --init_from {repo_id} --data.dataset {dataset} --output_dir runs/{name}-finetuned"
 
 
 def _config_section(run: RunFolder) -> str | None:
@@ -235,12 +267,23 @@ def _numbers(values, separator: str = ", ") -> str:
 # ---------------------------------------------------------------- dataset card
 
 
-def dataset_card(metadata: DatasetMetadata, repo_id: str, num_rows: int, base: str | None = None) -> DatasetCard:
+def size_category(num_rows: int) -> str:
+    """The Hub's ``size_categories`` bucket of ``num_rows`` ("n<1K", "1K<n<10K", ..., "n>1T")."""
+    bounds = [(10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
+              (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
+              (10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
+    return next((name for bound, name in bounds if num_rows < bound), "n>1T")
+
+
+def dataset_card(metadata: DatasetMetadata, repo_id: str, num_rows: int, base: str | None = None,
+                 license: str = DATASET_LICENSE) -> DatasetCard:
     """The README.md of a seqrl dataset repo. ``base`` is the README that ``Dataset.push_to_hub`` wrote:
     its YAML (``configs``, ``dataset_info``) is kept, so the Hub viewer and ``datasets`` still find the data."""
     card = DatasetCard(base) if base else DatasetCard("---\n---\n")
     env_id = metadata.env_id
     card.data.pretty_name = metadata.dataset_id
+    card.data.license = license
+    card.data.size_categories = [size_category(num_rows)]
     card.data.task_categories = [_TASK]
     card.data.tags = sorted(set(card.data.get("tags") or []) | {"seqrl", "offline-rl"} | ({env_id} if env_id else set()))
     stats = metadata.stats
@@ -258,6 +301,6 @@ def dataset_card(metadata: DatasetMetadata, repo_id: str, num_rows: int, base: s
     lines += ["", "## Columns", "", ", ".join(f"`{name}`" for name in COLUMNS), "",
               "## Usage", "", "```python", "from seqrl.hub import load_dataset_from_hub", "",
               f'dataset = load_dataset_from_hub("{repo_id}")  # a datasets.Dataset with its seqrl metadata', "```", "",
-              "Train on it with `python train.py --data.dataset " + repo_id + "`."]
+              "Train on it with `seqrl-train --data.dataset " + repo_id + "`."]
     card.text = "\n".join(lines) + "\n"
     return card

@@ -22,7 +22,7 @@ from huggingface_hub import (
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from seqrl.data.schema import DatasetMetadata, get_metadata, with_metadata
-from seqrl.hub.cards import dataset_card
+from seqrl.hub.cards import DATASET_LICENSE, dataset_card
 from seqrl.hub.errors import (
     FORCE_HINT,
     ForeignRepoError,
@@ -45,6 +45,7 @@ def push_dataset(
     token: str | None = None,
     overwrite: bool = False,
     commit_message: str | None = None,
+    license: str = DATASET_LICENSE,
 ) -> CommitInfo:
     """Push a seqrl ``dataset`` (one with metadata) to the dataset repo ``repo_id`` as its ``train`` split.
 
@@ -72,7 +73,7 @@ def push_dataset(
     action = f"uploading {METADATA_FILE} and the dataset card to '{repo_id}'"
     with translated_hub_errors(action, repo_id, unfinished):
         base = Path(api.hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=data_commit.oid)).read_text()
-        card = dataset_card(metadata, repo_id, dataset.num_rows, base)
+        card = dataset_card(metadata, repo_id, dataset.num_rows, base, license)
         operations = [CommitOperationAdd(path_in_repo=METADATA_FILE, path_or_fileobj=metadata.to_json().encode()),
                       CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode())]
         return api.create_commit(repo_id, operations, commit_message=f"Add {METADATA_FILE} and the seqrl dataset card",
@@ -101,7 +102,7 @@ def load_dataset_from_hub(repo_id: str, revision: str | None = None, token: str 
     if not metadata_file.is_file():
         raise HubError(
             f"Dataset repo '{where}' has no {METADATA_FILE}, so it is not a seqrl dataset (or its push did not finish). "
-            f"Push it with `python -m seqrl.hub push-dataset SOURCE {repo_id}`."
+            f"Push it with `seqrl-hub push_dataset SOURCE {repo_id}`."
         )
     metadata = DatasetMetadata.from_json(metadata_file.read_text())
     if not any(folder.rglob("*.parquet")):

@@ -26,7 +26,7 @@ from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundErro
 
 from seqrl import registry
 from seqrl.data.schema import DatasetMetadata
-from seqrl.hub.cards import model_card
+from seqrl.hub.cards import DEFAULT_LICENSE, model_card
 from seqrl.hub.errors import (
     FORCE_HINT,
     ForeignRepoError,
@@ -54,6 +54,7 @@ def push_policy(
     commit_message: str | None = None,
     overwrite: bool = False,
     dataset_metadata: DatasetMetadata | None = None,
+    license: str = DEFAULT_LICENSE,
 ) -> CommitInfo:
     """Push the policy in ``run_dir`` to the model repo ``repo_id``; returns the commit (a ``str``: its URL).
 
@@ -64,11 +65,12 @@ def push_policy(
     ``HF_TOKEN`` or ``hf auth login``. A repo that already holds something other than a seqrl policy
     is refused unless ``overwrite=True`` (then same-named files are replaced and the rest stay).
     ``dataset_metadata`` adds the dataset statistics to the card when the folder has no
-    ``dataset_metadata.json``.
+    ``dataset_metadata.json``. ``license`` goes into the card's metadata; ``videos/*.mp4`` (recorded by the
+    evaluation) are uploaded and shown on the card.
     """
     check_repo_id(repo_id)
     run = read_run_folder(run_dir, dataset_metadata)
-    card = model_card(run, repo_id, revision)
+    card = model_card(run, repo_id, revision, license)
     additions = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(run.path / name)) for name in run.files]
     additions.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
     env = run.config.get("env_id") or "an unspecified env"

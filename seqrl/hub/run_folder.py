@@ -2,7 +2,7 @@
 
 A run folder holds the policy (``config.json`` + ``model.safetensors``) at its root, beside
 ``train_config.yaml``, ``eval_info.json`` + ``eval_info.png`` and the ``checkpoints/`` and ``logs/``
-folders. Only the policy and its reports are published: checkpoints hold optimizer state and RNG
+folders, and ``videos/`` where the evaluation recorded some. Only the policy, its reports and videos are published: checkpoints hold optimizer state and RNG
 states for resuming, and logs are TensorBoard event files, neither of which belongs in a model repo.
 """
 
@@ -22,6 +22,7 @@ from seqrl.hub.errors import HubError
 
 POLICY_FILES = ("config.json", "model.safetensors")
 REPORT_FILES = ("train_config.yaml", "eval_info.json", "eval_info.png", "dataset_metadata.json")
+VIDEO_DIR = "videos"  # --eval.video / evaluate.py --video: one MP4 per target return, shown on the card
 PUBLISHED_FILES = POLICY_FILES + REPORT_FILES  # README.md (the card) is generated, never read from the folder
 _RESULT_KEYS = ("target_return", "episodes", "return_mean", "return_std", "normalized_score_mean", "episode_length_mean")
 
@@ -67,6 +68,7 @@ def read_run_folder(run_dir: str | os.PathLike, dataset_metadata: DatasetMetadat
     entry = _entry_for(policy)
     config = json.loads((path / "config.json").read_text())
     files = tuple(name for name in PUBLISHED_FILES if (path / name).is_file())
+    files += tuple(sorted(str(video.relative_to(path)) for video in (path / VIDEO_DIR).glob("*.mp4")))
 
     train_config_text = train_config = eval_report = None
     if "train_config.yaml" in files:

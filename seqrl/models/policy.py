@@ -8,6 +8,10 @@ environments together, not one per environment.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -31,6 +35,28 @@ class SeqRLPolicy(PreTrainedModel):
     base_model_prefix = "policy"
     main_input_name = "states"
     exploring = False  # set by reset(): sample actions instead of the mode
+
+    def push_to_hub(self, repo_id: str, *, private: bool = False, revision: str | None = None, token: str | None = None,
+                    commit_message: str | None = None, license: str | None = None, run_dir: str | None = None):
+        """Push this policy with seqrl's model card (algorithm, environment, usage; the results and training
+        config too when ``run_dir``, the run folder it came from, is given), instead of transformers' generic card.
+        The same as ``seqrl-hub push``; returns the commit."""
+        from seqrl.hub.cards import DEFAULT_LICENSE
+        from seqrl.hub.push import push_policy
+
+        options = dict(private=private, revision=revision, token=token, commit_message=commit_message,
+                       license=license or DEFAULT_LICENSE)
+        with tempfile.TemporaryDirectory(prefix="seqrl-push-") as folder:
+            if run_dir is not None:  # the run's reports and videos, with this policy's weights
+                from seqrl.hub.run_folder import PUBLISHED_FILES, VIDEO_DIR
+
+                for name in PUBLISHED_FILES:
+                    if (Path(run_dir) / name).is_file():
+                        shutil.copy2(Path(run_dir) / name, Path(folder) / name)
+                if (Path(run_dir) / VIDEO_DIR).is_dir():
+                    shutil.copytree(Path(run_dir) / VIDEO_DIR, Path(folder) / VIDEO_DIR)
+            self.save_pretrained(folder)
+            return push_policy(folder, repo_id, **options)
 
     def __init__(self, config):
         super().__init__(config)

@@ -1,5 +1,5 @@
 """``--online.save_dataset``: the episodes collected online as a dataset that seqrl (and Minari or
-``datasets``) load again, and that ``python -m seqrl.hub push-dataset`` pushes."""
+``datasets``) load again, and that ``seqrl-hub push_dataset`` pushes."""
 
 from __future__ import annotations
 

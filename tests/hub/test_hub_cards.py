@@ -44,11 +44,11 @@ def test_model_card_metadata_and_eval_table(tmp_path, make_run, algo):
 
 def test_model_card_commands_reproduce_and_evaluate(tmp_path, make_run):
     text = str(model_card(read_run_folder(make_run(tmp_path / "run", "dt")), "user/dt-pendulum"))
-    assert "python evaluate.py --policy user/dt-pendulum --target_returns -600 -300 --episodes 2" in text
+    assert "seqrl-eval --policy user/dt-pendulum --target_returns -600 -300 --episodes 2" in text
     assert "hf download user/dt-pendulum train_config.yaml --local-dir dt-pendulum" in text
-    assert "python train.py --config dt-pendulum/train_config.yaml --output_dir runs/dt-pendulum" in text
+    assert "seqrl-train --config dt-pendulum/train_config.yaml --output_dir runs/dt-pendulum" in text
     assert 'policy = load_policy("user/dt-pendulum")' in text
-    assert ("python train.py --config dt-pendulum/train_config.yaml --init_from user/dt-pendulum "
+    assert ("seqrl-train --config dt-pendulum/train_config.yaml --init_from user/dt-pendulum "
             "--data.dataset user/pendulum-mixed --output_dir runs/dt-pendulum-finetuned") in text
 
 
@@ -85,10 +85,10 @@ def test_hub_dataset_id(dataset_id, hub_id):
 
 def test_builtin_and_minari_datasets_are_described_without_a_hub_link(tmp_path, make_run):
     builtin = str(model_card(read_run_folder(make_run(tmp_path / "a", "dt", dataset_id="seqrl/pendulum/mixed-v0")), "u/a"))
-    assert "datasets:" not in builtin and "python -m seqrl.data.collect --builtin seqrl/pendulum/mixed-v0" in builtin
+    assert "datasets:" not in builtin and "seqrl-collect --builtin seqrl/pendulum/mixed-v0" in builtin
     minari = str(model_card(read_run_folder(make_run(tmp_path / "b", "dt", dataset_id="mujoco/hopper/medium-v0")), "u/b"))
     assert ModelCard(minari).data.datasets == ["farama-minari/mujoco"]
-    assert "minari download mujoco/hopper/medium-v0\npython train.py" in minari
+    assert "minari download mujoco/hopper/medium-v0\nseqrl-train" in minari
 
 
 def test_dataset_card_keeps_the_datasets_yaml_and_describes_the_data(synthetic_dataset):

@@ -51,7 +51,7 @@ def test_dataset_repo_without_seqrl_metadata_is_refused_on_push_and_on_load(fake
     with pytest.raises(ForeignRepoError, match="no seqrl_metadata.json.*--force"):
         push_dataset(synthetic_dataset(False), "user/other")
     fake_hub.online = False
-    with pytest.raises(HubError, match="has no seqrl_metadata.json.*push-dataset"):
+    with pytest.raises(HubError, match="has no seqrl_metadata.json.*push_dataset"):
         load_dataset_from_hub("user/other")
     fake_hub.online = True
     push_dataset(synthetic_dataset(False), "user/other", overwrite=True)
@@ -81,7 +81,7 @@ def test_cli_push_dataset_loads_the_source_and_prints_the_url(fake_hub, syntheti
 
     dataset = synthetic_dataset(False)
     save_dataset(dataset, tmp_path / "saved")
-    main(["push-dataset", str(tmp_path / "saved"), "user/pendulum-mixed"])
+    main(["push_dataset", str(tmp_path / "saved"), "user/pendulum-mixed"])
     assert capsys.readouterr().out.strip() == "https://huggingface.co/datasets/user/pendulum-mixed"
     fake_hub.online = False
     assert get_metadata(load_dataset_from_hub("user/pendulum-mixed")) == get_metadata(dataset)

@@ -50,7 +50,7 @@ def test_push_to_a_new_branch_leaves_main_alone(fake_hub, run_dir):
     assert fake_hub.files("user/dt-pendulum") == main_before
     assert "model.safetensors" in fake_hub.files("user/dt-pendulum", "ablation")
     card = fake_hub.files("user/dt-pendulum", "ablation")["README.md"].decode()
-    assert "python evaluate.py --policy user/dt-pendulum --revision ablation" in card
+    assert "seqrl-eval --policy user/dt-pendulum --revision ablation" in card
 
 
 def test_repush_replaces_a_seqrl_repo_and_drops_its_stale_reports(fake_hub, run_dir, tmp_path, make_run):
