@@ -1,9 +1,10 @@
-"""Command line of ``train.py``: a YAML config plus dotted overrides, parsed by draccus.
+"""Command line of ``train.py`` / ``seqrl-train``: a YAML config plus dotted overrides, in one draccus parser.
 
-``--config FILE`` picks the YAML, ``--algo NAME`` the algorithm (short for ``--algo.type NAME``),
-``--resume`` continues the run in ``--output_dir`` (reusing its saved ``train_config.yaml`` unless a
-config is given), ``--env_import MODULE [MODULE ...]`` the modules that register custom envs. Every other flag
-is a config key: ``--steps 5000``, ``--algo.learning_rate 3e-4``, lists as ``--data.action_low '[-2.0]'``.
+``--config FILE`` picks the YAML, ``--algo NAME`` the algorithm (short for ``--algo.type NAME``); every other
+flag is a :class:`~seqrl.training.config.TrainConfig` key, and ``--help`` lists them all: ``--steps 5000``,
+``--algo.learning_rate 3e-4``, lists as ``--data.action_low '[-2.0]'`` (``--env_import a.b c`` and
+``--eval.target_returns 100 200`` also take several values). ``--resume`` continues the run in ``--output_dir``,
+reusing its saved ``train_config.yaml`` unless a config is given.
 """
 
 from __future__ import annotations
@@ -11,75 +12,75 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import draccus
 import yaml
 
-from seqrl.errors import SeqRLError
+from seqrl.parsing import ConfigError, config_parser, decode, existing_file, read_options
 from seqrl.training.config import TrainConfig
-from seqrl.training.setup import SCHEDULES
+
+__all__ = ["ConfigError", "check_config", "parse_train_args", "train_parser"]
 
 PRECISIONS = ("auto", "no", "bf16", "fp16")
+TRACKERS = ("tensorboard", "wandb", "none")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+PROG = "python train.py"
+LISTS = ("env_import", "eval.target_returns", "algo.target_returns")
 
 
-class ConfigError(SeqRLError):
-    pass
+def train_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The one parser of the training command, from :class:`TrainConfig` (every algorithm's fields included)."""
+    import seqrl.algos  # noqa: F401  (registers the algorithm choices)
+    from seqrl import registry
+
+    extra = [
+        (["--config"], dict(dest="config_path", metavar="FILE",
+                            help="YAML config, e.g. configs/iql/pendulum-mixed.yaml; flags override its keys "
+                                 "(default: configs/<algo>/pendulum-mixed.yaml where it exists)")),
+        (["--algo"], dict(dest="algo", metavar="NAME", choices=registry.names(),
+                          help=f"algorithm, short for --algo.type: one of {', '.join(registry.names())} "
+                               "(default: the config's, else dt)")),
+    ]
+    return config_parser(TrainConfig, prog, __doc__, LISTS, extra)
 
 
-def parse_train_args(argv: list[str], config_dir: Path | None = None) -> TrainConfig:
-    """Parse ``train.py``'s arguments. Without ``--config``, the run uses
-    ``config_dir/<algo>/pendulum-mixed.yaml`` (the default job) when that file exists."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    pre.add_argument("--algo")
-    pre.add_argument("--resume", action="store_true")
-    pre.add_argument("--output_dir")
-    pre.add_argument("--env_import", nargs="+", action="extend")
-    known, rest = pre.parse_known_args(argv)
-    if known.output_dir is not None:
-        rest += ["--output_dir", known.output_dir]
-    if known.env_import:  # `--env_import a.b c` as well as draccus' list syntax `--env_import '[a.b, c]'`
-        modules = [m for value in known.env_import for m in (yaml.safe_load(value) if value.startswith("[") else [value])]
-        rest += ["--env_import", f"[{', '.join(modules)}]"]
-
-    config_path = known.config
-    if config_path is not None and not Path(config_path).is_file():
-        raise ConfigError(f"--config {config_path}: no such file. The shipped configs are in configs/<algo>/.")
-    if config_path is None and known.resume:
-        if known.output_dir is None:
+def parse_train_args(argv: list[str], config_dir: Path | None = None, prog: str = PROG) -> TrainConfig:
+    """Parse the training command line. Without ``--config``, the run uses ``config_dir/<algo>/pendulum-mixed.yaml``
+    (the default job) when that file exists."""
+    options = read_options(train_parser(prog), list(argv))
+    config_path = existing_file(options.pop("config_path", None), "--config",
+                                "The shipped configs are in configs/<algo>/.")
+    algo = options.pop("algo", None)
+    resume = str(options.get("resume", "false")).lower() in ("true", "1", "yes")
+    output_dir = options.get("output_dir")
+    if config_path is None and resume:
+        if output_dir is None:
             raise ConfigError("--resume needs --output_dir, the run folder to continue.")
-        saved = Path(known.output_dir) / "train_config.yaml"
+        saved = Path(output_dir) / "train_config.yaml"
         if saved.is_file():
             config_path = str(saved)
     if config_path is None and config_dir is not None:
-        default = Path(config_dir) / (known.algo or "dt") / "pendulum-mixed.yaml"
+        default = Path(config_dir) / (algo or "dt") / "pendulum-mixed.yaml"
         config_path = str(default) if default.is_file() else None
 
-    if known.algo is not None:
-        from seqrl import registry
-
-        registry.get(known.algo)  # a clear error for unknown names
-        configured = _yaml_algo(config_path)
-        if configured is not None and configured != known.algo:
+    configured = _yaml_algo(config_path)
+    if algo is not None:
+        if configured is not None and configured != algo:
             raise ConfigError(
-                f"--algo {known.algo} conflicts with {config_path}, which configures '{configured}'. "
-                f"Drop --algo, or pass a config from configs/{known.algo}/."
+                f"--algo {algo} conflicts with {config_path}, which configures '{configured}'. "
+                f"Drop --algo, or pass a config from configs/{algo}/."
             )
-        rest += ["--algo.type", known.algo]
-    else:
-        import seqrl.algos  # noqa: F401  (registers the algorithm choices before draccus decodes)
+        options["algo.type"] = algo
+    elif configured is None and "algo.type" not in options:
+        options["algo.type"] = "dt"  # dotted --algo.* overrides need the choice named
+    cfg = decode(TrainConfig, options, config_path, prog)
+    check_config(cfg)
+    return cfg
 
-        if _yaml_algo(config_path) is None:  # dotted --algo.* overrides need the choice named
-            rest += ["--algo.type", "dt"]
 
-    try:
-        cfg = draccus.parse(TrainConfig, config_path=config_path, args=rest, exit_on_error=False)
-    except (draccus.utils.DecodingError, draccus.utils.DraccusException, draccus.ParsingError) as error:
-        source = f"{config_path} / command line" if config_path else "command line"
-        raise ConfigError(
-            f"Invalid configuration ({source}): {error}. Run `python train.py --help` to list every key."
-        ) from error
-    if known.resume:
-        cfg.resume = True
+def check_config(cfg: TrainConfig) -> None:
+    """The checks that protect a run, made before anything is loaded: by the command line and by
+    :func:`seqrl.train` alike."""
+    from seqrl.training.setup import SCHEDULES
+
     if cfg.steps < 0 or (cfg.steps == 0 and not (cfg.online.env_steps and cfg.init_from)):
         raise ConfigError(f"--steps must be at least 1 (got {cfg.steps}); 0 only to fine-tune a trained policy "
                           "online straight away (--init_from RUN --online.env_steps N).")
@@ -89,7 +90,28 @@ def parse_train_args(argv: list[str], config_dir: Path | None = None) -> TrainCo
         raise ConfigError(f"--mixed_precision {cfg.mixed_precision}: choose one of {', '.join(PRECISIONS)}.")
     if cfg.algo.lr_schedule not in SCHEDULES:
         raise ConfigError(f"--algo.lr_schedule {cfg.algo.lr_schedule}: choose one of {', '.join(SCHEDULES)}.")
-    return cfg
+    if cfg.report_to not in TRACKERS:
+        raise ConfigError(f"--report_to {cfg.report_to}: choose one of {', '.join(TRACKERS)}.")
+    if cfg.report_to == "wandb":
+        import importlib.util
+
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError("--report_to wandb needs the wandb package: `pip install wandb` (then `wandb login`, "
+                              "or WANDB_MODE=offline), or choose --report_to tensorboard.")
+    if cfg.log_level not in LOG_LEVELS:
+        raise ConfigError(f"--log_level {cfg.log_level}: choose one of {', '.join(LOG_LEVELS)}.")
+    if cfg.resume_from_checkpoint is not None:
+        from seqrl.training.checkpoint import STATE_FILE
+
+        if not (Path(cfg.resume_from_checkpoint) / STATE_FILE).is_file():
+            raise ConfigError(f"--resume_from_checkpoint {cfg.resume_from_checkpoint}: not a complete checkpoint "
+                              f"(no {STATE_FILE}); pass a folder such as RUN/checkpoints/step-00001000.")
+    if cfg.push_every_checkpoint and not cfg.push_to_hub:
+        raise ConfigError("--push_every_checkpoint needs --push_to_hub REPO_ID.")
+    if cfg.push_to_hub:
+        from seqrl.hub.errors import check_repo_id
+
+        check_repo_id(cfg.push_to_hub)  # a typo fails now, not after training
 
 
 def _yaml_algo(config_path: str | None) -> str | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from seqrl.algos import DTConfig
 from seqrl.algos.base import AlgoConfig
+from seqrl.evaluation.config import EvalSettings
 from seqrl.online.config import OnlineConfig
 
 
@@ -35,19 +36,16 @@ class DataConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(EvalSettings):
+    """Evaluation during and after training (``--eval.*``): the settings of evaluate.py, and when to run them."""
+
     every: int = 0
     """Evaluate every N training steps (0: only at the end)."""
     final: bool = True
     """Evaluate the final policy and write eval_info.json and the return-conditioning plot."""
-    episodes: int = 10
-    """Episodes per target return."""
-    num_envs: int = 10
-    """Environments stepped together in one vector env."""
-    target_returns: list[float] = field(default_factory=list)
-    """Target returns to evaluate (empty: the policy's defaults)."""
-    seed: int = 10_000
-    """Seed of the evaluation environments."""
+    video: bool = False
+    """Record one episode per target return of the final evaluation into videos/ in the run folder (MP4, pushed
+    with the policy)."""
 
 
 @dataclass
@@ -74,18 +72,33 @@ class TrainConfig:
     e.g. to fine-tune it on new data or online. From a run folder with checkpoints, the critics and
     every other trained module come too; target networks restart as copies. Ignored when resuming."""
     resume: bool = False
-    """Continue from the last complete checkpoint in output_dir."""
+    """Continue from the last complete checkpoint in output_dir (`--resume` or `--resume true`), with the run's
+    saved train_config.yaml unless --config is given."""
+    resume_from_checkpoint: str | None = None
+    """Continue from this checkpoint folder (e.g. runs/x/checkpoints/step-00001000) instead of the latest one."""
     log_every: int = 100
-    """Log metrics to TensorBoard and the progress bar every N steps."""
+    """Log metrics to the trackers and the progress bar every N steps."""
+    report_to: str = "tensorboard"
+    """Where metrics go: "tensorboard" (logs/ in the run folder), "wandb" (needs `pip install wandb`) or "none"."""
+    log_level: str = "info"
+    """"debug", "info", "warning" or "error": how much seqrl reports (TQDM_DISABLE=1 hides the progress bars)."""
     checkpoint_every: int = 1000
     """Write a checkpoint every N steps (0: only at the end)."""
     keep_checkpoints: int = 2
     """How many of the newest checkpoints to keep."""
     mixed_precision: str = "auto"
-    """"auto" (bf16 autocast on GPUs that support it, else float32), "no", "bf16" or "fp16". "bf16" also runs
+    """"auto" (the setting of `accelerate launch --mixed_precision` or `accelerate config` when launched through
+    Accelerate, else bf16 autocast on GPUs that support it and float32 elsewhere), "no", "bf16" or "fp16". "bf16" also runs
     on CPUs, natively fast on those with AVX512-BF16 or AMX; weights and optimizer state stay float32."""
     compile: bool = False
     """Compile the algorithm with torch.compile."""
+    push_to_hub: str | None = None
+    """Push the final policy, its reports and a model card to this Hub model repo (`namespace/name`); log in
+    first with `hf auth login` or set HF_TOKEN. Not saved in train_config.yaml."""
+    private: bool = False
+    """Create the --push_to_hub repo as private."""
+    push_every_checkpoint: bool = False
+    """Also push each checkpoint's policy as it is written, in the background (training does not wait)."""
 
     @property
     def algo_name(self) -> str:

@@ -10,6 +10,7 @@ process samples its own stream, and only the main process writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from seqrl.data.schema import get_metadata
+from seqrl.logs import get_logger, progress_kwargs
 from seqrl.online.phase import check_online
 from seqrl.registry import entry_for_config
 from seqrl.training.checkpoint import (
@@ -43,49 +45,62 @@ from seqrl.training.setup import (
 )
 
 
+log = get_logger(__name__)
+
+# Settings of one invocation, not of the run: train_config.yaml leaves them out, so that a config downloaded
+# from a model card neither pushes to that card's repo nor resumes someone else's checkpoint.
+INVOCATION_FIELDS = {"push_to_hub": None, "private": False, "push_every_checkpoint": False, "resume": False,
+                     "resume_from_checkpoint": None}
+
+
 def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = None) -> Path:
     """Train ``cfg.algo`` on ``cfg.data`` for ``cfg.steps`` steps; returns the run folder.
 
     ``on_checkpoint(checkpoint_dir, step)`` runs on the main process after each checkpoint is
-    complete (``train.py --push_to_hub ... --push_every_checkpoint`` pushes it to the Hub)."""
+    complete (``train.py --push_to_hub ... --push_every_checkpoint`` queues its upload and goes on)."""
     entry = entry_for_config(cfg.algo)
     keep_freed_memory()  # large activations stay in the heap between steps instead of page-faulting back
     run_dir = Path(cfg.output_dir or f"runs/{entry.name}-{Path(cfg.data.dataset).name}")
     accelerator = make_accelerator(cfg, run_dir, entry.algorithm.find_unused_parameters)
+    log.debug(f"Accelerator: {accelerator.num_processes} process(es) on {accelerator.device}, mixed precision "
+              f"{accelerator.mixed_precision}, trackers: {cfg.report_to}")
     set_seed(cfg.seed)  # identical initial weights on every process
     with accelerator.main_process_first():  # the main process generates or caches the data once
-        dataset = load_training_data(cfg, accelerator.print)
+        dataset = load_training_data(cfg, _main_log(accelerator))
     metadata = get_metadata(dataset)
     check_compatible(entry, metadata, cfg.data.dataset)
     online = check_online(entry, cfg.online, metadata) if cfg.online.env_steps else None  # before any training
     algorithm = entry.algorithm(cfg.algo, metadata)
     if cfg.init_from and not (cfg.resume and latest_checkpoint(run_dir)):
-        initialize_from(algorithm, cfg.init_from, accelerator.print)
+        initialize_from(algorithm, cfg.init_from, _main_log(accelerator))
     sampler = algorithm.make_sampler(dataset, cfg.seed, accelerator.process_index, accelerator.num_processes)
     algorithm, optimizer, scheduler = accelerator.prepare(algorithm, *build_optimizer(algorithm, cfg.algo, cfg.steps))
     if cfg.compile:
         algorithm = torch.compile(algorithm)
 
     start, saved_online = 0, None
-    checkpoint = latest_checkpoint(run_dir) if cfg.resume else None
+    if cfg.resume_from_checkpoint:
+        checkpoint = Path(cfg.resume_from_checkpoint)
+    else:
+        checkpoint = latest_checkpoint(run_dir) if cfg.resume else None
     if checkpoint is not None:
         start = load_checkpoint(accelerator, checkpoint)  # also restores every process's RNG states
         saved_online = trainer_state(checkpoint).get("online")
         where = f"env step {saved_online['total_env_steps']} of the online phase" if saved_online else f"step {start}"
-        accelerator.print(f"Resuming from {checkpoint} at {where}.")
+        _main_log(accelerator)(f"Resuming from {checkpoint} at {where}.")
     else:
         if cfg.resume:
-            accelerator.print(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting at step 0.")
+            _main_log(accelerator)(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting at step 0.")
         set_seed(cfg.seed, device_specific=True)  # dropout differs per process
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(run_dir / "train_config.yaml", draccus.dump(cfg))
+        _write_atomic(run_dir / "train_config.yaml", draccus.dump(dataclasses.replace(cfg, **INVOCATION_FIELDS)))
         _write_atomic(run_dir / "dataset_metadata.json", metadata.to_json())  # statistics for the model card
     accelerator.init_trackers("seqrl", config=_flat_hparams(cfg))
 
     unwrapped = accelerator.unwrap_model(algorithm)
     progress = tqdm(range(start, cfg.steps), initial=min(start, cfg.steps), total=cfg.steps, desc=f"train {entry.name}",
-                    disable=not accelerator.is_local_main_process or start >= cfg.steps, dynamic_ncols=True)
+                    dynamic_ncols=True, **progress_kwargs(accelerator.is_local_main_process and start < cfg.steps))
     running: dict[str, torch.Tensor] = {}
     last_log = start
     for step in progress:
@@ -172,7 +187,7 @@ def _evaluate(accelerator: Accelerator, policy, cfg: TrainConfig, run_dir: Path,
     named no environment is not evaluated; the final call says how to evaluate it in one."""
     if not policy.config.env_id:
         if final:
-            accelerator.print(f"Evaluation skipped: the dataset names no environment. Evaluate the policy in one with "
+            _main_log(accelerator)(f"Evaluation skipped: the dataset names no environment. Evaluate the policy in one with "
                               f"`python evaluate.py --policy {run_dir} --env_id ENV_ID`.")
         return
     if accelerator.is_main_process:
@@ -185,8 +200,18 @@ def _evaluate(accelerator: Accelerator, policy, cfg: TrainConfig, run_dir: Path,
         accelerator.log({f"eval/return_target_{r['target_return']}": r["return_mean"] for r in results["results"]}, step=step)
         if final:
             write_report(results, run_dir / "eval_info.json")
-            print(format_table(results))
+            log.info(format_table(results))
+            if cfg.eval.video:
+                from seqrl.evaluation.video import record_videos
+
+                for path in record_videos(policy, run_dir / "videos", targets, seed=cfg.eval.seed):
+                    log.info(f"Recorded {path}")
     accelerator.wait_for_everyone()
+
+
+def _main_log(accelerator: Accelerator) -> Callable[[str], None]:
+    """``log.info`` on the main process only (the other processes have the same things to say)."""
+    return log.info if accelerator.is_main_process else (lambda message: None)
 
 
 def _flat_hparams(cfg: TrainConfig) -> dict:

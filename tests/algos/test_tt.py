@@ -11,16 +11,18 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
-from seqrl.algos.tt import TrajectoryDataError
+from seqrl.algos.tt import TrajectoryDataError, TTConfig
 from seqrl.data.d4rl import from_d4rl
 from seqrl.data.samplers import TokenSampler
 from seqrl.data.sources import save_dataset
 from seqrl.models.trajectory_transformer.planner import PlannerConfigError
+from seqrl.parsing import ConfigError
 from seqrl.training.checkpoint import latest_checkpoint
 from seqrl.training.cli import parse_train_args
 from seqrl.training.loop import train
-from seqrl.training.setup import learning_rate_factor
+from seqrl.training.setup import build_schedule
 
 from ..conftest import REPO
 
@@ -69,12 +71,26 @@ def test_windows_run_past_the_episode_end_into_stop_tokens():
     np.testing.assert_array_equal(tokens[1], sampler.tokens[5:9])
 
 
+def _factors(schedule: str, warmup: int = 10, total: int | None = 110) -> list[float]:
+    """The learning-rate multiplier of each step under ``build_schedule`` (transformers' get_scheduler)."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_schedule(optimizer, TTConfig(warmup_steps=warmup, lr_schedule=schedule, min_lr_ratio=0.1), total)
+    factors = []
+    for _ in range(total or 500):
+        factors.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return factors
+
+
 def test_cosine_schedule_warms_up_then_decays_to_the_floor():
-    factors = [learning_rate_factor(step, warmup=10, schedule="cosine", total=110, floor=0.1) for step in range(110)]
-    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
-    assert factors[59] == pytest.approx(0.55, abs=0.01) and factors[-1] == pytest.approx(0.1)
-    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
-    assert learning_rate_factor(500, warmup=10) == 1.0  # "constant" stays at the peak
+    factors = _factors("cosine")
+    assert factors[0] == 0.0 and factors[5] == pytest.approx(0.5) and factors[10] == pytest.approx(1.0)
+    assert factors[60] == pytest.approx(0.55, abs=0.01) and factors[-1] == pytest.approx(0.1, abs=0.01)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert _factors("constant")[-1] == 1.0 and _factors("cosine", total=None)[-1] == 1.0  # nothing to decay towards
+    linear = _factors("linear")
+    assert linear[60] == pytest.approx(0.5) and linear[-1] == pytest.approx(0.01)
 
 
 def test_training_prints_the_discretisers_round_trip_error(pendulum_dir, tmp_path, capsys):
@@ -153,6 +169,5 @@ def test_evaluate_overrides_the_saved_planner_settings_and_plans_in_bf16(pendulu
     assert json.loads(output.read_text())["results"][0]["episodes"] == 1
     with pytest.raises(PlannerConfigError, match="planner.beam_width must be at least 1"):
         evaluate(["--policy", str(run), "--planner", "beam_width=0"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="write KEY=VALUE"):
         evaluate(["--policy", str(run), "--planner", "beam_width"])
-    assert "write KEY=VALUE" in capsys.readouterr().err

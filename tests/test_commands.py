@@ -1,0 +1,85 @@
+"""The command lines: one parser per config dataclass, --help complete and truthful, one flag style, and the
+installed entry points."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from seqrl.data.collect import main as collect_main
+from seqrl.evaluation.command import main as evaluate_main
+from seqrl.evaluation.command import parse_evaluate_args
+from seqrl.evaluation.config import EvaluateConfig
+from seqrl.parsing import ConfigError, field_names
+from seqrl.hub.__main__ import main as hub_main
+from seqrl.training.cli import parse_train_args
+from seqrl.training.command import main as train_main
+from seqrl.training.config import TrainConfig
+
+OPTION = re.compile(r"^\s+(?:-\w, )?(--[\w.-]+)", re.MULTILINE)  # the option that starts a line of the help
+MAINS = {"train.py": train_main, "evaluate.py": evaluate_main, "hub push": lambda a: hub_main(["push", *a]),
+         "hub push_dataset": lambda a: hub_main(["push_dataset", *a]), "collect": collect_main}
+
+
+def help_text(command: str, capsys) -> str:
+    """What ``COMMAND --help`` prints (run in the test process: the same parser, without a Python start)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        MAINS[command](["--help"])
+    assert exit_.value.code in (0, None)
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script, config, extra", [
+    ("train.py", TrainConfig, {"--config", "--algo"}),
+    ("evaluate.py", EvaluateConfig, set()),
+])
+def test_help_lists_every_config_key_and_nothing_else(script, config, extra, capsys):
+    text = help_text(script, capsys)
+    listed = set(OPTION.findall(text)) - {"--help"}
+    keys = {f"--{name}" for name in field_names(config)}
+    assert keys - listed == set()  # every key, of every algorithm, planner and online setting included
+    assert listed - keys == extra  # and no option that is not a key (draccus' --config_path, "--data" ...)
+
+
+def test_train_help_covers_the_nested_configs_hub_and_resume(capsys):
+    keys = field_names(TrainConfig)
+    for key in ("online.env_steps", "online.mix_ratio", "algo.planner.beam_width", "algo.expectile", "eval.video",
+                "push_to_hub", "private", "push_every_checkpoint", "resume", "resume_from_checkpoint", "report_to",
+                "log_level"):
+        assert key in keys
+    assert "global norm" not in help_text("train.py", capsys)  # grad_clip clips each named group separately
+
+
+def test_every_listed_train_option_is_accepted():
+    """Each key the help lists parses (the values are the defaults, written as on a command line)."""
+    cfg = parse_train_args(["--resume", "--output_dir", "runs/x", "--private", "--report_to", "none",
+                            "--online.env_steps", "0", "--algo", "iql", "--algo.expectile", "0.8", "--eval.video"])
+    assert cfg.resume and cfg.private and cfg.eval.video and cfg.algo.expectile == 0.8 and cfg.report_to == "none"
+    assert parse_train_args(["--resume", "true", "--output_dir", "runs/x"]).resume  # both spellings of a bool
+    assert not parse_train_args(["--compile", "false"]).compile
+    tt = parse_train_args(["--algo", "tt", "--algo.planner.beam_width", "4"])
+    assert tt.algo.planner.beam_width == 4
+    assert parse_train_args(["--eval.target_returns", "100", "200"]).eval.target_returns == [100.0, 200.0]
+    for rejected in (["--config_path", "x.yaml"], ["--data", "x"], ["--planner", "x"]):
+        with pytest.raises(ConfigError, match="unrecognized arguments"):
+            parse_train_args(rejected)
+
+
+def test_evaluate_parses_from_the_same_settings_as_training():
+    cfg = parse_evaluate_args(["--policy", "p", "--target_returns", "-600", "-300", "--planner", "beam_width=2",
+                               "horizon=1", "--env_kwargs", '{"g": 5.0}', "--trust_remote_code"])
+    assert cfg.target_returns == [-600.0, -300.0] and cfg.planner == ["beam_width=2", "horizon=1"]
+    assert cfg.env_kwargs == {"g": 5.0} and cfg.trust_remote_code
+    assert cfg.seed == TrainConfig().eval.seed  # one default seed for both commands
+    with pytest.raises(ConfigError, match="--policy is required"):
+        parse_evaluate_args([])
+    with pytest.raises(ConfigError, match="at least 1"):
+        parse_evaluate_args(["--policy", "p", "--episodes", "0"])
+
+
+@pytest.mark.parametrize("command", sorted(MAINS))
+def test_one_flag_style_underscores(command, capsys):
+    options = set(OPTION.findall(help_text(command, capsys)))
+    assert len(options) > 2 and {option for option in options if "-" in option[2:]} == set()
