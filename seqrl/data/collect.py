@@ -45,6 +45,7 @@ from seqrl.data.controllers import BehaviourPolicy, apply_noise, check_noise, ma
 from seqrl.data.sources import flatten_batch
 from seqrl.envs import import_env_modules, make_env, making, resolve_env, serialisable
 from seqrl.errors import SeqRLError
+from seqrl.logs import progress_kwargs
 
 
 class CollectError(SeqRLError):
@@ -125,7 +126,7 @@ def _run(envs, behaviour, episodes, seed, noise, desc: str | None) -> list[Episo
     starts = np.ones(num_envs, dtype=bool)  # [N]
     next_episode, done = num_envs, [None] * episodes
     remaining = episodes
-    with tqdm(total=episodes, unit="episode", disable=desc is None, desc=desc) as bar:
+    with tqdm(total=episodes, unit="episode", desc=desc, **progress_kwargs(desc is not None)) as bar:
         while remaining:
             acting = observations if flat else flatten_batch(obs_space, observations)  # [N, obs_dim]
             actions = apply_noise(behaviour.act(acting, rewards, starts, rngs), space, noise, rngs)
@@ -275,12 +276,12 @@ def write_minari(
     return minari.load_dataset(dataset_id)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m seqrl.data.collect") -> None:
     """Command-line entry point: collect a dataset, or generate a built-in one."""
     from seqrl.data.builtin import BUILTIN_DATASETS, generate_builtin  # builtin imports this module
 
     parser = argparse.ArgumentParser(
-        prog="python -m seqrl.data.collect",
+        prog=prog,
         description="Roll a behaviour policy out in gymnasium and save the episodes as a local Minari dataset.",
         epilog="Built-in datasets: " + "; ".join(f"{k}: {v}" for k, v in BUILTIN_DATASETS.items()),
     )
@@ -332,6 +333,11 @@ def main(argv: list[str] | None = None) -> None:
         f"Wrote '{args.dataset_id}': {dataset.total_episodes} episodes, {dataset.total_steps} steps, return "
         f"{returns.mean():.1f} +- {returns.std():.1f} at {get_dataset_path(args.dataset_id)}"
     )
+
+
+def cli() -> None:
+    """Entry point of ``seqrl-collect``."""
+    main(sys.argv[1:], prog="seqrl-collect")
 
 
 if __name__ == "__main__":
