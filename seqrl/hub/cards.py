@@ -24,6 +24,10 @@ MINARI_HUB_ORG = "farama-minari"  # Minari's default remote, hf://farama-minari:
 MINARI_REMOTE_NAMESPACES = ("D4RL", "mujoco", "atari")  # namespaces of Farama's published Minari datasets
 _LOCAL_SUFFIXES = (".hdf5", ".h5", ".npz")
 _TASK = "reinforcement-learning"
+# The dataset metadata as a one-row Parquet subset of the repo, so that plain `datasets.load_dataset` reads it too
+# (Parquet files of the data itself carry only the features, not the dataset's description).
+METADATA_CONFIG = "seqrl_metadata"
+METADATA_PARQUET = f"{METADATA_CONFIG}/train-00000-of-00001.parquet"
 DEFAULT_LICENSE = "apache-2.0"  # seqrl's own; pass another with `seqrl-hub push --license` / push_policy(license=)
 DATASET_LICENSE = "cc-by-4.0"  # Minari's datasets'; pass another with `seqrl-hub push_dataset --license`
 
@@ -285,13 +289,18 @@ def dataset_card(metadata: DatasetMetadata, repo_id: str, num_rows: int, base: s
     card.data.license = license
     card.data.size_categories = [size_category(num_rows)]
     card.data.task_categories = [_TASK]
+    configs = [c for c in (card.data.get("configs") or []) if c.get("config_name") != METADATA_CONFIG]
+    card.data.configs = configs + [{"config_name": METADATA_CONFIG,
+                                    "data_files": [{"split": "train", "path": METADATA_PARQUET}]}]
     card.data.tags = sorted(set(card.data.get("tags") or []) | {"seqrl", "offline-rl"} | ({env_id} if env_id else set()))
     stats = metadata.stats
     lines = [
         f"# {metadata.dataset_id}", "",
         f"Offline RL data in the seqrl schema: one row per environment step "
-        f"({num_rows} rows), episodes contiguous and in timestep order. `seqrl_metadata.json` holds the environment "
-        "spec, the observation and action spaces, the reference scores and the statistics.", "",
+        f"({num_rows} rows), episodes contiguous and in timestep order. The `{METADATA_CONFIG}` subset (one row, "
+        "also in `seqrl_metadata.json`) holds the environment spec, the observation and action spaces, the "
+        "reference scores and the statistics, readable without seqrl: "
+        f"`datasets.load_dataset(\"{repo_id}\", \"{METADATA_CONFIG}\", split=\"train\")[0][\"{METADATA_CONFIG}\"]`.", "",
         f"- **Environment:** `{env_id or 'unknown'}`",
         f"- **Observation space:** `{metadata.observation_space_obj}`",
         f"- **Action space:** `{metadata.action_space_obj}`",

@@ -2,13 +2,15 @@
 
 A seqrl dataset repo holds the Parquet shards and README that ``Dataset.push_to_hub`` writes, plus
 ``seqrl_metadata.json`` (:meth:`DatasetMetadata.to_json`: env spec, spaces, reference scores,
-statistics), which Parquet cannot carry, and a dataset card. Loading downloads one snapshot of the
+statistics), which the data's Parquet files cannot carry, the same JSON as the one-row ``seqrl_metadata``
+subset (so plain ``datasets.load_dataset(repo, "seqrl_metadata")`` reads it), and a dataset card. Loading downloads one snapshot of the
 repo (data and metadata from the same commit) through the Hugging Face cache, so a dataset seen once
 loads again with ``HF_HUB_OFFLINE=1``.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import datasets
@@ -22,7 +24,7 @@ from huggingface_hub import (
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from seqrl.data.schema import DatasetMetadata, get_metadata, with_metadata
-from seqrl.hub.cards import DATASET_LICENSE, dataset_card
+from seqrl.hub.cards import DATASET_LICENSE, METADATA_CONFIG, METADATA_PARQUET, dataset_card
 from seqrl.hub.errors import (
     FORCE_HINT,
     ForeignRepoError,
@@ -75,9 +77,18 @@ def push_dataset(
         base = Path(api.hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=data_commit.oid)).read_text()
         card = dataset_card(metadata, repo_id, dataset.num_rows, base, license)
         operations = [CommitOperationAdd(path_in_repo=METADATA_FILE, path_or_fileobj=metadata.to_json().encode()),
+                      CommitOperationAdd(path_in_repo=METADATA_PARQUET, path_or_fileobj=metadata_parquet(metadata)),
                       CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode())]
         return api.create_commit(repo_id, operations, commit_message=f"Add {METADATA_FILE} and the seqrl dataset card",
                                  repo_type="dataset", revision=revision, parent_commit=data_commit.oid)
+
+
+def metadata_parquet(metadata: DatasetMetadata) -> bytes:
+    """The metadata as the one-row Parquet file of the repo's ``seqrl_metadata`` subset (column ``seqrl_metadata``:
+    the JSON text)."""
+    buffer = io.BytesIO()
+    datasets.Dataset.from_dict({METADATA_CONFIG: [metadata.to_json()]}).to_parquet(buffer)
+    return buffer.getvalue()
 
 
 def load_dataset_from_hub(repo_id: str, revision: str | None = None, token: str | None = None) -> datasets.Dataset:

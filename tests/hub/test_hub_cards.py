@@ -96,7 +96,10 @@ def test_dataset_card_keeps_the_datasets_yaml_and_describes_the_data(synthetic_d
     metadata = get_metadata(dataset)
     base = "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n---\n"
     card = DatasetCard(str(dataset_card(metadata, "user/cartpole", dataset.num_rows, base)))
-    assert card.data.configs == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
+    assert card.data.configs == [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]},  # push_to_hub's, kept
+        {"config_name": "seqrl_metadata", "data_files": [{"split": "train", "path": "seqrl_metadata/train-00000-of-00001.parquet"}]},
+    ]
     assert card.data.task_categories == ["reinforcement-learning"]
     assert {"seqrl", "offline-rl", "CartPole-v1"} <= set(card.data.tags)
     assert "| Episodes | 3 |" in card.text and "Discrete(2)" in card.text

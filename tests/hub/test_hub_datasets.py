@@ -19,7 +19,8 @@ def test_push_then_load_keeps_data_and_metadata(fake_hub, synthetic_dataset, dis
     commit = push_dataset(dataset, "user/pendulum-mixed", private=True)
 
     files = fake_hub.files("user/pendulum-mixed", repo_type="dataset")
-    assert set(files) == {".gitattributes", "README.md", "data/train-00000-of-00001.parquet", "seqrl_metadata.json"}
+    assert set(files) == {".gitattributes", "README.md", "data/train-00000-of-00001.parquet", "seqrl_metadata.json",
+                          "seqrl_metadata/train-00000-of-00001.parquet"}
     assert files["seqrl_metadata.json"].decode() == get_metadata(dataset).to_json()
     assert [c["message"] for c in fake_hub.commits] == ["Upload seqrl dataset user/pendulum-mixed",
                                                         "Add seqrl_metadata.json and the seqrl dataset card"]

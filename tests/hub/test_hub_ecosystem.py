@@ -8,15 +8,17 @@ import shlex
 import threading
 import time
 
+import datasets
 import yaml
 from huggingface_hub import DatasetCard, ModelCard
 
 import seqrl.hub
 import seqrl.training.command as command
-from seqrl.data.schema import get_metadata
+from seqrl.data.schema import DatasetMetadata, get_metadata
 from seqrl.data.sources import save_dataset
 from seqrl.evaluation.command import main as evaluate_main
 from seqrl.hub.cards import dataset_card, model_card
+from seqrl.hub.data import load_dataset_from_hub, push_dataset
 from seqrl.hub.push import push_policy
 from seqrl.hub.run_folder import read_run_folder
 
@@ -103,3 +105,14 @@ def test_dataset_card_has_license_and_size(synthetic_dataset):
     assert card.data.license == "cc-by-4.0" and card.data.size_categories == ["1K<n<10K"]
     assert DatasetCard(str(dataset_card(get_metadata(dataset), "user/data", 60, license="mit"))).data.size_categories \
         == ["n<1K"]
+
+
+def test_dataset_metadata_reads_with_plain_datasets(fake_hub, synthetic_dataset, write_snapshot):
+    dataset = synthetic_dataset(discrete=False)
+    push_dataset(dataset, "user/data")
+    files = fake_hub.files("user/data", repo_type="dataset")
+    folder = write_snapshot("user/data", files, "d" * 40, repo_type="dataset")  # the repo as the Hub serves it
+    row = datasets.load_dataset(str(folder), "seqrl_metadata", split="train")[0]
+    assert DatasetMetadata.from_json(row["seqrl_metadata"]) == get_metadata(dataset)
+    assert datasets.load_dataset(str(folder), split="train").num_rows == dataset.num_rows  # the data: the default
+    assert get_metadata(load_dataset_from_hub("user/data")) == get_metadata(dataset)
