@@ -3,8 +3,9 @@
 ``--config FILE`` picks the YAML, ``--algo NAME`` the algorithm (short for ``--algo.type NAME``); every other
 flag is a :class:`~seqrl.training.config.TrainConfig` key, and ``--help`` lists them all: ``--steps 5000``,
 ``--algo.learning_rate 3e-4``, lists as ``--data.action_low '[-2.0]'`` (``--env_import a.b c`` and
-``--eval.target_returns 100 200`` also take several values). ``--resume`` continues the run in ``--output_dir``,
-reusing its saved ``train_config.yaml`` unless a config is given.
+``--eval.target_returns 100 200`` also take several values). ``--resume`` (from the latest checkpoint) and
+``--resume_from_checkpoint PATH`` continue the run in ``--output_dir``, reusing its saved ``train_config.yaml``
+unless a config is given.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def parse_train_args(argv: list[str], config_dir: Path | None = None, prog: str 
     algo = options.pop("algo", None)
     resume = str(options.get("resume", "false")).lower() in ("true", "1", "yes")
     output_dir = options.get("output_dir")
-    if config_path is None and resume:
+    if config_path is None and (resume or options.get("resume_from_checkpoint")):
         if output_dir is None:
-            raise ConfigError("--resume needs --output_dir, the run folder to continue.")
+            flag = "--resume" if resume else "--resume_from_checkpoint"
+            raise ConfigError(f"{flag} needs --output_dir, the run folder to continue.")
         saved = Path(output_dir) / "train_config.yaml"
         if saved.is_file():
             config_path = str(saved)

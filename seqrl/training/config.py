@@ -75,7 +75,8 @@ class TrainConfig:
     """Continue from the last complete checkpoint in output_dir (`--resume` or `--resume true`), with the run's
     saved train_config.yaml unless --config is given."""
     resume_from_checkpoint: str | None = None
-    """Continue from this checkpoint folder (e.g. runs/x/checkpoints/step-00001000) instead of the latest one."""
+    """Continue from this checkpoint folder (e.g. runs/x/checkpoints/step-00001000) instead of the latest one, into
+    output_dir (with its saved train_config.yaml unless --config is given)."""
     log_every: int = 100
     """Log metrics to the trackers and the progress bar every N steps."""
     report_to: str = "tensorboard"

@@ -3,7 +3,9 @@ launcher settings, --log_level and TQDM_DISABLE, and the Python API with the com
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -22,6 +24,22 @@ from ..conftest import REPO
 from .test_train import tiny_args
 
 HAS_WANDB = importlib.util.find_spec("wandb") is not None
+
+
+@contextlib.contextmanager
+def seqrl_messages():
+    """The messages seqrl logs at info level while the block runs."""
+    messages, logger = [], logging.getLogger("seqrl")
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def test_report_to_none_writes_no_logs_and_tensorboard_does(pendulum_dir, tmp_path):
@@ -47,16 +65,21 @@ def test_report_to_wandb_without_wandb_says_how_to_get_it():
 
 
 def test_resume_from_a_named_checkpoint_continues_exactly(pendulum_dir, tmp_path):
-    straight = train(parse_train_args(tiny_args(pendulum_dir, tmp_path / "a", 8, "--checkpoint_every", "4")))
-    first = train(parse_train_args(tiny_args(pendulum_dir, tmp_path / "b", 12, "--checkpoint_every", "4",
-                                             "--keep_checkpoints", "3")))
-    step4 = first / "checkpoints" / "step-00000004"
+    run = train(parse_train_args(tiny_args(pendulum_dir, tmp_path / "run", 12, "--checkpoint_every", "4",
+                                           "--keep_checkpoints", "3")))
+    finished = load_file(run / "model.safetensors")
+    step4 = run / "checkpoints" / "step-00000004"
     assert step4.is_dir()  # not the latest (12): the flag picks an older one
-    resumed = train(parse_train_args(tiny_args(pendulum_dir, tmp_path / "c", 8, "--resume_from_checkpoint", str(step4))))
-    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
-    assert all((a[k] == b[k]).all() for k in a)
+    # only the folder and the checkpoint: the rest comes from the run's train_config.yaml, as with --resume
+    with seqrl_messages() as messages:
+        resumed = train(parse_train_args(["--output_dir", str(run), "--resume_from_checkpoint", str(step4)]))
+    assert f"Resuming from {step4} at step 4." in messages
+    again = load_file(resumed / "model.safetensors")
+    assert all((finished[k] == again[k]).all() for k in finished)  # steps 5-12 again, the same weights
     with pytest.raises(ConfigError, match="not a complete checkpoint"):
-        parse_train_args(["--resume_from_checkpoint", str(tmp_path)])
+        parse_train_args(["--output_dir", str(run), "--resume_from_checkpoint", str(tmp_path)])
+    with pytest.raises(ConfigError, match="needs --output_dir"):
+        parse_train_args(["--resume_from_checkpoint", str(step4)])
     saved = (resumed / "train_config.yaml").read_text()
     assert "resume_from_checkpoint: null" in saved and "push_to_hub: null" in saved  # per invocation, not saved
 
