@@ -58,8 +58,8 @@ def evaluate(policy, **settings) -> dict:
         from seqrl.evaluation.report import write_report
         from seqrl.evaluation.rollout import evaluate_policy
 
-        cfg = EvaluateConfig(policy="policy", **settings)
-        check_evaluate_config(cfg)
+        cfg = EvaluateConfig(**settings)
+        check_evaluate_config(cfg, needs_policy=False)
         report = evaluate_policy(policy, cfg.target_returns or None, cfg.episodes, cfg.num_envs, cfg.seed,
                                  env_id=cfg.env_id, mixed_precision=cfg.mixed_precision, env_kwargs=cfg.env_kwargs)
         if cfg.output:

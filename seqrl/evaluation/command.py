@@ -31,9 +31,10 @@ def parse_evaluate_args(argv: list[str], prog: str = "python evaluate.py") -> Ev
     return cfg
 
 
-def check_evaluate_config(cfg: EvaluateConfig, prog: str = "seqrl-eval") -> None:
-    """The checks of the evaluation settings, by the command line and :func:`seqrl.evaluate` alike."""
-    if not cfg.policy:
+def check_evaluate_config(cfg: EvaluateConfig, prog: str = "seqrl-eval", needs_policy: bool = True) -> None:
+    """The checks of the evaluation settings, by the command line and :func:`seqrl.evaluate` alike (which may pass
+    a loaded policy instead of ``cfg.policy``: ``needs_policy=False``)."""
+    if needs_policy and not cfg.policy:
         raise ConfigError(f"--policy is required: a policy folder or Hub repo id. Run `{prog} --help` for the options.")
     if cfg.episodes < 1 or cfg.num_envs < 1:
         raise ConfigError("--episodes and --num_envs must be at least 1")
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None, prog: str = "python evaluate.py") -> Non
     from seqrl.evaluation.report import format_table
 
     print(format_table(report))
-    print(f"Wrote {output}" + (f" and {output.with_suffix('.png')}" if output.with_suffix(".png").exists() else ""))
+    plotted = any(row["target_return"] is not None for row in report["results"])
+    print(f"Wrote {output}" + (f" and {output.with_suffix('.png')}" if plotted else ""))
 
 
 def evaluate(cfg: EvaluateConfig) -> tuple[dict, Path]:

@@ -92,6 +92,7 @@ def test_auto_precision_defers_to_accelerate_launch_and_a_named_one_wins(monkeyp
     assert resolve_precision("no") == "no"
 
 
+@pytest.mark.slow  # two Python starts (about 25 s on 2 cores)
 def test_log_level_and_tqdm_disable(pendulum_dir, tmp_path):
     """tqdm reads TQDM_DISABLE when it is imported, so each setting gets its own process."""
     def run(folder, *extra, **env):
