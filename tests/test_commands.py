@@ -52,8 +52,9 @@ def test_train_help_covers_the_nested_configs_hub_and_resume(capsys):
     assert "global norm" not in help_text("train.py", capsys)  # grad_clip clips each named group separately
 
 
-def test_every_listed_train_option_is_accepted():
-    """Each key the help lists parses (the values are the defaults, written as on a command line)."""
+def test_train_options_parse_as_the_help_says():
+    """Keys from each nested config parse, a bool alone means true, lists take several values, and what draccus
+    alone used to offer (--config_path, a bare --data or --planner) is refused."""
     cfg = parse_train_args(["--resume", "--output_dir", "runs/x", "--private", "--report_to", "none",
                             "--online.env_steps", "0", "--algo", "iql", "--algo.expectile", "0.8", "--eval.video"])
     assert cfg.resume and cfg.private and cfg.eval.video and cfg.algo.expectile == 0.8 and cfg.report_to == "none"
