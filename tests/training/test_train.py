@@ -104,11 +104,12 @@ def test_two_processes_draw_different_data_and_only_main_writes(pendulum_dir, tm
     assert result.stdout.strip().splitlines() == [str(run.resolve())]  # printed once, by the main process
     events = list((run / "logs").rglob("events.out.tfevents.*"))
     assert len({e.name.split(".")[-2] for e in events}) == 1, f"TensorBoard files from several processes: {events}"
-    # The warm-up counts gradient steps, whatever the number of processes: (step + 1) / 10 of the rate
-    # after `step` steps (Accelerate's default would step the schedule once per process).
+    # The warm-up counts gradient steps, whatever the number of processes: step / 10 of the rate after
+    # `step` steps, as transformers' linear warm-up starts at 0 (Accelerate's default would step the
+    # schedule once per process and double it).
     config = parse_train_args(tiny_args(pendulum_dir, run, 6), config_dir=REPO / "configs")
-    assert logged(run, "lr/main") == pytest.approx({2: 0.3 * config.algo.learning_rate, 4: 0.5 * config.algo.learning_rate,
-                                                    6: 0.7 * config.algo.learning_rate})
+    assert logged(run, "lr/main") == pytest.approx({2: 0.2 * config.algo.learning_rate, 4: 0.4 * config.algo.learning_rate,
+                                                    6: 0.6 * config.algo.learning_rate})
     step = latest_checkpoint(run)
     # Accelerate keeps one RNG file per process; everything else exists once.
     assert sorted(p.name for p in step.glob("random_states_*")) == ["random_states_0.pkl", "random_states_1.pkl"]
