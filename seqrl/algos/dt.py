@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from seqrl.algos.base import AlgoConfig, Algorithm, Output, policy_fields
 from seqrl.data.schema import DatasetMetadata
 from seqrl.models.decision_transformer import DecisionTransformer, DecisionTransformerConfig
+from seqrl.models.decision_transformer.configuration_decision_transformer import ACTING_DEFAULT
 from seqrl.registry import register
 
 
@@ -48,6 +49,9 @@ class DTConfig(AlgoConfig):
     """Activation of the block MLPs."""
     return_scale: float = 1e-3
     """Returns-to-go are multiplied by this (1/1000 for MuJoCo returns in the thousands)."""
+    acting: str = ACTING_DEFAULT
+    """How the saved policy acts: "window" recomputes the last K steps every step, as the reference and as
+    training sees them; "cached" computes 3 new tokens per step over a rolling key/value cache."""
     max_ep_len: int | None = None
     """Size of the timestep embedding; None: the longest of the data's episodes and the env's limit."""
 
@@ -68,7 +72,7 @@ class DecisionTransformerAlgorithm(Algorithm):
             activation_function=config.activation_function, resid_pdrop=config.dropout,
             embd_pdrop=config.dropout, attn_pdrop=config.dropout, context_len=config.context_len,
             return_scale=config.return_scale, max_ep_len=config.max_ep_len or max_episode_length(metadata),
-            **fields,
+            acting=config.acting, **fields,
         )
         self.model = DecisionTransformer(model_config)
 

@@ -131,7 +131,7 @@ class OnlineDecisionTransformer(Algorithm):
             activation_function=config.activation_function, resid_pdrop=config.dropout, embd_pdrop=config.dropout,
             attn_pdrop=config.dropout, context_len=config.context_len, act_context_len=act_context_len,
             return_scale=config.return_scale, max_ep_len=config.max_ep_len or max_episode_length(metadata),
-            stochastic=True, log_std_min=config.log_std_min, log_std_max=config.log_std_max,
+            stochastic=True, log_std_min=config.log_std_min, log_std_max=config.log_std_max, acting=config.acting,
             **policy_fields(metadata, "odt", config.target_returns),
         )
         self.model = DecisionTransformer(model_config)

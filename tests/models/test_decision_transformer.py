@@ -12,7 +12,7 @@ from seqrl.models.decision_transformer.modeling_decision_transformer import squa
 from seqrl.models.policy import PolicyError
 
 
-def make_model(discrete: bool, context_len: int = 4, seed: int = 0) -> DecisionTransformer:
+def make_model(discrete: bool, context_len: int = 4, seed: int = 0, acting: str = "cached") -> DecisionTransformer:
     torch.manual_seed(seed)
     act_dim = 4 if discrete else 2
     cfg = DecisionTransformerConfig(
@@ -20,7 +20,7 @@ def make_model(discrete: bool, context_len: int = 4, seed: int = 0) -> DecisionT
         hidden_size=32, n_layer=3, n_head=2, return_scale=0.01, env_id="Pendulum-v1",
         obs_mean=[0.5, -0.5, 1.0], obs_std=[2.0, 1.0, 0.5],
         action_low=None if discrete else [-2.0, -1.0], action_high=None if discrete else [2.0, 3.0],
-        target_returns=[10.0],
+        target_returns=[10.0], acting=acting,
     )
     return DecisionTransformer(cfg).eval()
 
@@ -36,18 +36,18 @@ def rollout_cached(model, observations, rewards, targets, starts=None):
     return np.stack(actions, 1)
 
 
-def uncached_action(model, observations, rewards, actions, targets, t, window=None):
-    """The action at step t from one forward pass over the whole history [0, t] (no cache), each token
+def uncached_action(model, observations, rewards, actions, targets, t, window=None, first=0):
+    """The action at step t from one forward pass over the history [first, t] (no cache), each token
     attending to the last ``window`` timesteps (None: context_len)."""
     batch = observations.shape[0]
-    states = model.normalize_observations(torch.tensor(observations[:, : t + 1]))
-    spent = np.concatenate([np.zeros((batch, 1)), np.cumsum(rewards[:, :t], axis=1)], axis=1)
+    states = model.normalize_observations(torch.tensor(observations[:, first : t + 1]))
+    spent = np.concatenate([np.zeros((batch, 1)), np.cumsum(rewards[:, :t], axis=1)], axis=1)[:, first:]
     rtg = torch.tensor(targets[:, None] - spent, dtype=torch.float32)[..., None] * model.config.return_scale
-    past = torch.tensor(actions[:, : t + 1])
+    past = torch.tensor(actions[:, first : t + 1])
     if not model.config.discrete_actions:
         past = model.normalize_actions(past)
     with torch.no_grad():
-        pred = model(states, past, rtg, torch.arange(t + 1).expand(batch, -1), window=window)[:, -1]
+        pred = model(states, past, rtg, torch.arange(first, t + 1).expand(batch, -1), window=window)[:, -1]
     return pred.argmax(-1).numpy() if model.config.discrete_actions else model.unnormalize_actions(pred).numpy()
 
 
@@ -125,17 +125,69 @@ def test_save_load_gives_identical_actions(tmp_path, discrete):
     assert loaded.config.obs_mean == [0.5, -0.5, 1.0] and loaded.config.env_id == "Pendulum-v1"
 
 
+# --- window acting: the reference's recompute of the last K steps ------------------------------------------
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_window_actions_equal_a_fresh_forward_over_the_last_k_steps(discrete):
+    # K=4, 13 steps: from step 4 on the window drops steps; each action must be that of a fresh, uncached
+    # forward over exactly the last K steps (the reference's get_action), as training windows are seen.
+    model = make_model(discrete, acting="window")
+    with torch.no_grad():  # sharper attention than the small init gives, so that far history shows in the outputs
+        for block in model.blocks:
+            block.attn.c_attn.weight.mul_(30.0)
+    rng = np.random.default_rng(0)
+    observations = rng.normal(size=(3, 13, 3)).astype(np.float32)
+    rewards = rng.normal(size=(3, 13)).astype(np.float32)
+    targets = np.array([5.0, 10.0, 20.0], dtype=np.float32)
+    acted = rollout_cached(model, observations, rewards, targets)
+    for t in range(13):
+        fresh = uncached_action(model, observations, rewards, acted, targets, t, first=max(0, t - 3))
+        np.testing.assert_allclose(acted[:, t], fresh, atol=1e-5)
+    # The cached mode differs once deeper layers see past the window: the mismatch the window mode removes.
+    model.config.acting = "cached"
+    cached = rollout_cached(model, observations, rewards, targets)
+    if discrete:
+        assert (cached[:, :4] == acted[:, :4]).all()
+    else:
+        np.testing.assert_allclose(cached[:, :4], acted[:, :4], atol=1e-5)  # the first K steps: the same tokens
+        assert np.abs(cached[:, 8:] - acted[:, 8:]).max() > 1e-3
+
+
+def test_window_acting_restarts_one_env_and_honours_a_short_acting_context():
+    model = make_continuous(context_len=6, act_context_len=3, acting="window")
+    rng = np.random.default_rng(1)
+    observations = rng.normal(size=(2, 10, 3)).astype(np.float32)
+    rewards = rng.normal(size=(2, 10)).astype(np.float32)
+    targets = np.array([10.0, 10.0], dtype=np.float32)
+    starts = np.zeros((2, 10), dtype=bool)
+    starts[0, 5] = True  # env 0 begins a new episode at step 5
+    acted = rollout_cached(model, observations, rewards, targets, starts)
+    fresh = rollout_cached(model, observations[:1, 5:], rewards[:1, 5:], targets[:1])
+    np.testing.assert_allclose(acted[0, 5:], fresh[0], atol=1e-5)
+    for t in range(10):  # env 1 never restarts: the last 3 steps, each token seeing all 3
+        expected = uncached_action(model, observations[1:], rewards[1:], acted[1:], targets[1:], t, first=max(0, t - 2))
+        np.testing.assert_allclose(acted[1, t], expected[0], atol=1e-5)
+
+
+def test_acting_mode_is_saved_and_validated(tmp_path):
+    make_model(False, acting="window").save_pretrained(tmp_path)
+    assert DecisionTransformer.from_pretrained(tmp_path).config.acting == "window"
+    with pytest.raises(SeqRLError, match="acting='full' must be one of window, cached"):
+        DecisionTransformerConfig(acting="full")
+
+
 # --- acting context shorter than the training context ------------------------------------------------------
 
 
 def make_continuous(seed: int = 0, context_len: int = 6, act_context_len=None, stochastic: bool = False,
-                    n_layer: int = 3) -> DecisionTransformer:
+                    n_layer: int = 3, acting: str = "cached") -> DecisionTransformer:
     torch.manual_seed(seed)
     cfg = DecisionTransformerConfig(
         state_dim=3, act_dim=2, context_len=context_len, act_context_len=act_context_len, stochastic=stochastic,
         max_ep_len=64, hidden_size=32, n_layer=n_layer, n_head=2, return_scale=0.01, env_id="Pendulum-v1",
         obs_mean=[0.5, -0.5, 1.0], obs_std=[2.0, 1.0, 0.5], action_low=[-2.0, -1.0], action_high=[2.0, 3.0],
-        target_returns=[10.0],
+        target_returns=[10.0], acting=acting,
     )
     return DecisionTransformer(cfg).eval()
 

@@ -7,6 +7,9 @@ from transformers import PretrainedConfig
 from seqrl.errors import SeqRLError
 from seqrl.models.policy_config import PolicyConfigMixin
 
+ACTING_MODES = ("window", "cached")
+ACTING_DEFAULT = "cached"
+
 
 class DecisionTransformerConfig(PolicyConfigMixin, PretrainedConfig):
     """Hyperparameters of a Decision Transformer (Chen et al. 2021) and the preprocessing it acts with.
@@ -45,6 +48,10 @@ class DecisionTransformerConfig(PolicyConfigMixin, PretrainedConfig):
             linear head; acting uses the mode ``tanh(mu)``, or samples when exploring.
         log_std_min, log_std_max: the bounds ``log sigma`` is squashed into (with tanh, as in the
             Online DT reference code).
+        acting: ``"window"`` recomputes the last ``act_context_len`` steps every step, exactly as
+            training windows are seen (the reference's ``get_action``); ``"cached"`` computes only the
+            3 new tokens over a rolling key/value cache, whose deeper layers see further back than
+            training windows do. See the model's docstring for the measured difference.
     """
 
     model_type = "seqrl_decision_transformer"
@@ -72,6 +79,7 @@ class DecisionTransformerConfig(PolicyConfigMixin, PretrainedConfig):
         stochastic: bool = False,
         log_std_min: float = -5.0,
         log_std_max: float = 2.0,
+        acting: str = ACTING_DEFAULT,
         **kwargs,
     ):
         if stochastic and discrete_actions:
@@ -89,6 +97,8 @@ class DecisionTransformerConfig(PolicyConfigMixin, PretrainedConfig):
                 f"DecisionTransformerConfig: act_context_len={act_context_len} must be between 1 and "
                 f"context_len={context_len} (acting cannot attend to more timesteps than training windows hold)."
             )
+        if acting not in ACTING_MODES:
+            raise SeqRLError(f"DecisionTransformerConfig: acting={acting!r} must be one of {', '.join(ACTING_MODES)}.")
         if not log_std_min < log_std_max:
             raise SeqRLError(
                 f"DecisionTransformerConfig: log_std_min={log_std_min} must be below log_std_max={log_std_max}."
@@ -114,6 +124,7 @@ class DecisionTransformerConfig(PolicyConfigMixin, PretrainedConfig):
         self.stochastic = stochastic
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
+        self.acting = acting
         super().__init__(**kwargs)
 
     @property

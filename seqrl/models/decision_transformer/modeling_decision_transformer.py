@@ -13,16 +13,25 @@ with ``M`` the valid (unpadded) positions. At test time ``R_1`` is the target re
 ``R_{t+1} = R_t - r_t``.
 
 Attention: each token attends to the tokens of the last ``K = context_len`` timesteps (a band of
-3K - 1 tokens). Training windows are K long, so there the band is the plain causal mask. Acting keeps
-a rolling key/value cache of the last K timesteps, so one step computes 3 new tokens instead of the
-whole window; the cache computes exactly what a forward pass over the whole episode with this
-banded mask computes. Departure from the reference code: it recomputes the last-K window from
-scratch every step, where tokens deeper than the first layer forget everything before the window;
-here, as in sliding-window attention (Beltagy et al. 2020), deeper layers see further back through
-the cached states. There are no absolute position embeddings (the reference code removes GPT-2's
-too); order comes from the timestep embedding and the mask. Acting may attend to fewer timesteps than
-training windows hold (``act_context_len``; the Online DT trains with K=20 and acts with 5): the cache
-then holds that many, and equals the forward pass with that band (``forward(..., window=...)``).
+3K - 1 tokens). Training windows are K long, so there the band is the plain causal mask. There are no
+absolute position embeddings (the reference code removes GPT-2's too); order comes from the timestep
+embedding and the mask. Acting has two modes (``config.acting``):
+
+- ``"window"``, the reference's (kzl/decision-transformer ``get_action``): every step recomputes the
+  last K timesteps from scratch, left-padded at an episode's start, exactly as training windows are
+  seen. Batched over envs: one forward of [B, 3K] tokens per step.
+- ``"cached"``: a rolling key/value cache of the last K timesteps, so one step computes 3 new tokens
+  instead of 3K. It computes exactly what a forward pass over the whole episode with the banded mask
+  computes, which is not what training sees: from the second layer up, a token's keys and values were
+  themselves computed from up to K steps further back, so deeper layers see up to 2K-3K steps of
+  history, as in sliding-window attention (Beltagy et al. 2020), where training windows hold K.
+
+The default is the reference's window mode: on the same trained policies and evaluation seeds the cached
+mode scored lower on Hopper (the README's "Decision Transformer acting" table), and the window mode
+costs more compute per step but is still well ahead of the simulator on 10 envs.
+Acting may attend to fewer timesteps than training windows hold (``act_context_len``; the Online DT
+trains with K=20 and acts with 5): the window or the cache then holds that many, and equals the forward
+pass with that band (``forward(..., window=...)``).
 
 Stochastic head (Online Decision Transformer, Zheng, Zhang & Grover 2022,
 https://arxiv.org/abs/2202.05607), ``config.stochastic``: the policy at the ``s_t`` token is a
@@ -155,8 +164,10 @@ class DecisionTransformer(SeqRLPolicy):
         return bool(self.config.stochastic and not self.config.discrete_actions)
 
     # --- training / full-sequence forward ------------------------------------------------------
-    def _state_features(self, states, actions, returns_to_go, timesteps, attention_mask, window) -> torch.Tensor:
-        """Final-norm outputs [B, T, H] at the state tokens (the inputs of the action heads)."""
+    def _state_features(self, states, actions, returns_to_go, timesteps, attention_mask, window,
+                        last_only: bool = False) -> torch.Tensor:
+        """Final-norm outputs [B, T, H] at the state tokens (the inputs of the action heads); with
+        ``last_only``, [B, 1, H] at the last state token only (acting)."""
         batch, steps = states.shape[:2]
         x = rearrange(self._embed(returns_to_go, states, actions, timesteps), "b t k h -> b (t k) h")
         if attention_mask is None:
@@ -168,7 +179,7 @@ class DecisionTransformer(SeqRLPolicy):
         for block in self.blocks[:-1]:
             x = block_forward(block, x, mask, self.config.n_head)
         # The last block computes outputs only at the state tokens (positions 1, 4, 7, ...).
-        states_only = slice(1, None, TOKENS_PER_STEP)
+        states_only = slice(TOKENS_PER_STEP * steps - 2 if last_only else 1, None, TOKENS_PER_STEP)
         state_tokens = block_forward(self.blocks[-1], x, mask[:, :, states_only], self.config.n_head,
                                       queries=states_only)  # [B, T, H]
         return self.ln_f(state_tokens)
@@ -199,37 +210,80 @@ class DecisionTransformer(SeqRLPolicy):
         features = self._state_features(states, actions, returns_to_go, timesteps, attention_mask, window)
         return self.predict_action(features), self._log_std(features)
 
-    # --- acting with a rolling key/value cache -------------------------------------------------
+    # --- acting ---------------------------------------------------------------------------------
     def _reset_state(self, batch_size: int, target_return: np.ndarray | None) -> None:
-        """Empty caches for ``batch_size`` envs. The cache is a ring of K+1 step groups
-        ``[a_{t-1}, R_t, s_t]``, with K the acting context: enough for ``a_{t-1}`` to see back to
-        timestep ``t-K``."""
+        """Empty histories for ``batch_size`` envs: the last K steps' inputs (window mode), or a key/value
+        ring of K+1 step groups ``[a_{t-1}, R_t, s_t]`` (cached mode), with K the acting context: enough
+        for ``a_{t-1}`` to see back to timestep ``t-K``."""
         cfg, dev = self.config, self.device
+        dtype = self.embed_state.weight.dtype
+        self._target = torch.tensor(target_return, device=dev)  # [B] raw return units
+        self._return_to_go = self._target.clone()
+        self._step = torch.zeros(batch_size, dtype=torch.long, device=dev)  # timestep of the next state
+        self._pending_start = torch.ones(batch_size, dtype=torch.bool, device=dev)
+        if cfg.acting == "window":
+            k = cfg.acting_context_len
+            self._window = {  # the last K steps, oldest first, as forward() takes them
+                "states": torch.zeros(batch_size, k, cfg.state_dim, device=dev, dtype=dtype),
+                "actions": (torch.zeros(batch_size, k, dtype=torch.long, device=dev) if cfg.discrete_actions
+                            else torch.zeros(batch_size, k, cfg.act_dim, device=dev, dtype=dtype)),
+                "returns_to_go": torch.zeros(batch_size, k, 1, device=dev, dtype=dtype),
+                "timesteps": torch.zeros(batch_size, k, dtype=torch.long, device=dev),
+                "attention_mask": torch.zeros(batch_size, k, dtype=torch.bool, device=dev),
+            }
+            return
         slots = TOKENS_PER_STEP * (cfg.acting_context_len + 1)
         head_dim = cfg.hidden_size // cfg.n_head
-        dtype = self.embed_state.weight.dtype
         self._keys = torch.zeros(cfg.n_layer, batch_size, cfg.n_head, slots, head_dim, device=dev, dtype=dtype)
         self._values = torch.zeros_like(self._keys)
         self._key_index = torch.zeros(batch_size, slots, dtype=torch.long, device=dev)  # token index 3t+slot
         self._key_valid = torch.zeros(batch_size, slots, dtype=torch.bool, device=dev)
-        self._target = torch.tensor(target_return, device=dev)  # [B] raw return units
-        self._return_to_go = self._target.clone()
-        self._step = torch.zeros(batch_size, dtype=torch.long, device=dev)  # timestep of the next state
         self._prev_action = torch.zeros(batch_size, *(() if cfg.discrete_actions else (cfg.act_dim,)), device=dev,
                                         dtype=torch.long if cfg.discrete_actions else dtype)
         self._ring_pos = 0
         self._own = torch.eye(TOKENS_PER_STEP, dtype=torch.bool, device=dev)
-        self._pending_start = torch.ones(batch_size, dtype=torch.bool, device=dev)
 
     def _act(self, observations, rewards, episode_starts) -> torch.Tensor:
-        cfg = self.config
         starts = self._pending_start if episode_starts is None else episode_starts | self._pending_start
         self._pending_start = torch.zeros_like(starts)
-        # New episodes forget their envs' cache and start again from the target return.
-        self._key_valid &= ~starts[:, None]
+        # New episodes forget their envs' history and start again from the target return.
         self._return_to_go = torch.where(starts, self._target, self._return_to_go - rewards)
         self._step = torch.where(starts, torch.zeros_like(self._step), self._step)
+        if self.config.acting == "window":
+            features = self._window_features(observations, starts)
+        else:
+            features = self._cached_features(observations, starts)
+        if self.exploring:  # a = tanh(mu + sigma * noise): a sample of the stochastic head
+            mean = self.predict_action(features)  # [B, A]
+            action = torch.tanh(mean + self._log_std(features).exp() * torch.randn_like(mean))
+        else:
+            prediction = self._head(features)  # [B, act_dim]
+            action = prediction.argmax(-1) if self.config.discrete_actions else prediction
+        if self.config.acting == "window":
+            self._window["actions"][:, -1] = action.to(self._window["actions"].dtype)
+        else:
+            self._prev_action = action.to(self._prev_action.dtype)
+            self._ring_pos = (self._ring_pos + TOKENS_PER_STEP) % self._keys.shape[3]
+        self._step = self._step + 1
+        return action
 
+    def _window_features(self, observations, starts) -> torch.Tensor:
+        """State-token features [B, H] of a fresh forward over each env's last K steps (window mode)."""
+        window = self._window
+        window["attention_mask"] &= ~starts[:, None]  # [B, K]
+        new = {"states": observations, "returns_to_go": (self._return_to_go * self.config.return_scale)[:, None],
+               "timesteps": self._step, "attention_mask": torch.ones_like(starts)}
+        for name, history in window.items():  # drop the oldest step, append the new one (its action comes later)
+            history.copy_(history.roll(-1, dims=1))
+            history[:, -1] = new[name].to(history.dtype) if name in new else 0
+        features = self._state_features(window["states"], window["actions"], window["returns_to_go"],
+                                        window["timesteps"], window["attention_mask"], None, last_only=True)
+        return features[:, -1]
+
+    def _cached_features(self, observations, starts) -> torch.Tensor:
+        """State-token features [B, H] from the 3 new tokens over the key/value ring (cached mode)."""
+        cfg = self.config
+        self._key_valid &= ~starts[:, None]
         step = self._step  # [B]
         prev_step = (step - 1).clamp(min=0)
         timesteps = torch.stack([prev_step, step, step], dim=1)  # [B, 3] for (a_{t-1}, R_t, s_t)
@@ -259,14 +313,4 @@ class DecisionTransformer(SeqRLPolicy):
             last = layer == cfg.n_layer - 1  # the last block needs only the state token's output
             x = block_forward(block, x, mask[:, :, 2:] if last else mask, cfg.n_head, store,
                                queries=slice(2, 3) if last else None)
-        features = self.ln_f(x[:, 0])  # [B, H]
-        if self.exploring:  # a = tanh(mu + sigma * noise): a sample of the stochastic head
-            mean = self.predict_action(features)  # [B, A]
-            action = torch.tanh(mean + self._log_std(features).exp() * torch.randn_like(mean))
-        else:
-            prediction = self._head(features)  # [B, act_dim]
-            action = prediction.argmax(-1) if cfg.discrete_actions else prediction
-        self._prev_action = action.to(self._prev_action.dtype)
-        self._step = step + 1
-        self._ring_pos = (self._ring_pos + TOKENS_PER_STEP) % self._keys.shape[3]
-        return action
+        return self.ln_f(x[:, 0])  # [B, H]
