@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from bench_value_speed import export_transitions, peer_hparams, require_peer, thread_env
 from common import DEFAULT_MINARI_PATH
+
+from seqrl.evaluation.scores import sample_std
 from tqdm.auto import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +98,7 @@ def load_previous(path: Path, args) -> list[dict]:
 
 
 def table(runs: list[dict], datasets: list[str], algos: list[str], sides: list[str]) -> list[str]:
-    """One line per (dataset, algo): mean ± std over seeds of each side's mean normalised score."""
+    """One line per (dataset, algo): mean ± sample std over seeds of each side's mean normalised score."""
     lines = [f"{'dataset':>32} {'algo':>6} {'seeds':>5} " + " ".join(f"{side:>14}" for side in sides)]
     for dataset_id in datasets:
         for algo in algos:
@@ -104,7 +106,7 @@ def table(runs: list[dict], datasets: list[str], algos: list[str], sides: list[s
             for side in sides:
                 scores = [r["normalized_score"] for r in runs if (r["dataset"], r["algo"], r["side"]) == (dataset_id, algo, side)]
                 seeds |= {r["seed"] for r in runs if (r["dataset"], r["algo"], r["side"]) == (dataset_id, algo, side)}
-                cells.append(f"{np.mean(scores):6.1f} ± {np.std(scores):5.1f}" if scores else "-")
+                cells.append(f"{np.mean(scores):6.1f} ± {sample_std(scores):5.1f}" if scores else "-")
             if seeds:
                 lines.append(f"{dataset_id:>32} {algo:>6} {len(seeds):>5} " + " ".join(f"{c:>14}" for c in cells))
     return lines

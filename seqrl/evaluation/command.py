@@ -70,6 +70,8 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict, Path]:
         import_policy_env(policy.config, cfg)
     if cfg.planner:
         override_planner(policy, cfg.planner)
+    if cfg.acting:
+        override_acting(policy, cfg.acting)
     targets = cfg.target_returns or None
     report = evaluate_policy(policy, targets, cfg.episodes, cfg.num_envs, cfg.seed, env_id=cfg.env_id,
                              mixed_precision=cfg.mixed_precision, env_kwargs=cfg.env_kwargs)
@@ -92,6 +94,18 @@ def import_policy_env(config, cfg: EvaluateConfig) -> None:
         check_remote_imports(cfg.policy, config.env_id, config.env_import, cfg.env_import, cfg.trust_remote_code)
     modules = env_modules(config.env_id, config.env_import)
     import_env_modules(modules, flag=f"the policy {cfg.policy} names the env module")
+
+
+def override_acting(policy, acting: str) -> None:
+    """Switch a Decision Transformer between window and cached acting for this evaluation."""
+    from seqrl.models.decision_transformer.configuration_decision_transformer import ACTING_MODES
+
+    if not hasattr(policy.config, "acting"):
+        raise ConfigError(f"--acting: the policy (algo '{policy.config.algo}') has no acting modes; only --algo dt and "
+                          "odt policies do.")
+    if acting not in ACTING_MODES:
+        raise ConfigError(f"--acting {acting}: choose one of {', '.join(ACTING_MODES)}.")
+    policy.config.acting = acting
 
 
 def override_planner(policy, settings: list[str]) -> None:

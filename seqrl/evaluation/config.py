@@ -41,6 +41,9 @@ class EvaluateConfig(EvalSettings):
     planner: list[str] = field(default_factory=list)
     """Trajectory Transformer planning settings for this evaluation, e.g. `--planner beam_width=32 horizon=5`
     (default: those saved with the policy)."""
+    acting: str | None = None
+    """Decision Transformer acting for this evaluation: "window" (recompute the last K steps, as the reference) or
+    "cached" (rolling key/value cache) (default: the policy's saved mode)."""
     env_id: str | None = None
     """Evaluate in this environment instead of the policy's (a registered id, module:Id-v0, or an entry point
     module:EnvClass); its spaces must match the policy's."""

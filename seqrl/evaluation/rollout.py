@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from seqrl.envs import check_spaces, flat_observations, making, resolve_env
 from seqrl.evaluation.config import DEFAULT_SEED
-from seqrl.evaluation.scores import normalized_score
+from seqrl.evaluation.scores import normalized_score, sample_std
 from seqrl.logs import progress_kwargs
 from seqrl.models.policy import PolicyError, SeqRLPolicy
 
@@ -123,9 +123,9 @@ def _run_target(policy: SeqRLPolicy, env: gym.vector.VectorEnv, target: float | 
         "target_return": target,
         "episodes": len(returns),
         "return_mean": float(returns_arr.mean()),
-        "return_std": float(returns_arr.std()),
+        "return_std": sample_std(returns_arr),
         "normalized_score_mean": None if scores is None else float(scores.mean()),
-        "normalized_score_std": None if scores is None else float(scores.std()),
+        "normalized_score_std": None if scores is None else sample_std(scores),
         "episode_length_mean": float(np.mean(lengths)),
         "returns": [float(r) for r in returns],
     }

@@ -1,4 +1,5 @@
-"""Normalised scores, as in D4RL: ``100 * (R - ref_min) / (ref_max - ref_min)``."""
+"""Normalised scores, as in D4RL: ``100 * (R - ref_min) / (ref_max - ref_min)``, and the one spread seqrl reports:
+the sample standard deviation (``ddof=1``) over episodes or seeds."""
 
 from __future__ import annotations
 
@@ -10,3 +11,10 @@ def normalized_score(returns: np.ndarray, ref_min: float | None, ref_max: float 
     if ref_min is None or ref_max is None or ref_max == ref_min:
         return None
     return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)
+
+
+def sample_std(values) -> float:
+    """Sample standard deviation (``ddof=1``, the estimate of the spread of the population the episodes or seeds
+    are drawn from); 0.0 for fewer than two values. Every report, table and benchmark of seqrl uses it."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.std(ddof=1)) if values.size > 1 else 0.0

@@ -40,6 +40,7 @@ def test_every_target_gets_its_episodes_and_seeds_repeat(pendulum_policy):
         assert row["episode_length_mean"] == 200.0  # Pendulum always truncates at 200
         expected = 100 * (np.mean(row["returns"]) + 1200.0) / 1050.0
         assert row["normalized_score_mean"] == pytest.approx(expected)
+        assert row["return_std"] == pytest.approx(np.std(row["returns"], ddof=1))  # the sample std, everywhere
     other_seed = evaluate_policy(policy, [-1000.0], episodes=5, num_envs=2, seed=4, progress=False)
     assert other_seed["results"][0]["returns"] != report["results"][0]["returns"]
 
@@ -95,3 +96,19 @@ def test_another_env_whose_spaces_match_and_one_whose_do_not(pendulum_policy):
     message = str(error.value)
     assert "environment 'CartPole-v1' does not fit the policy" in message
     assert "(4 values flattened) and 2 discrete actions; the policy has observations of 3 values" in message
+
+
+def test_acting_mode_is_chosen_on_the_command_line(pendulum_policy, tmp_path):
+    from seqrl.evaluation.command import evaluate, parse_evaluate_args
+    from seqrl.parsing import ConfigError
+
+    def run(*flags):
+        args = ["--policy", str(pendulum_policy), "--target_returns", "-200", "--episodes", "2", "--num_envs", "2",
+                "--output", str(tmp_path / f"eval{len(flags)}.json"), *flags]
+        return evaluate(parse_evaluate_args(args))[0]["results"]
+
+    # One layer: a cached token's keys come from its own embedding alone, so both modes see exactly the last
+    # K steps and must agree; a wrong mode is refused before any rollout.
+    assert run("--acting", "window") == run("--acting", "cached") != []
+    with pytest.raises(ConfigError, match="--acting full: choose one of window, cached"):
+        run("--acting", "full")

@@ -285,7 +285,7 @@ def eval_report(policy, run_dir: Path) -> dict:
         returns = [-700.0 + 200.0 * i - 50.0, -700.0 + 200.0 * i + 50.0]
         scores = [100.0 * (r + 1200.0) / 1050.0 for r in returns]
         rows.append({"target_return": target, "episodes": 2, "return_mean": float(np.mean(returns)),
-                     "return_std": float(np.std(returns)), "normalized_score_mean": float(np.mean(scores)),
+                     "return_std": float(np.std(returns, ddof=1)), "normalized_score_mean": float(np.mean(scores)),
                      "normalized_score_std": float(np.std(scores)), "episode_length_mean": 200.0, "returns": returns})
     return {"policy": str(run_dir), "env_id": policy.config.env_id, "results": rows}
 
