@@ -10,10 +10,10 @@ generates, each moved by a perturbation model ``xi`` of at most ``phi``, by the 
     L_Q   = sum_e E[(Q_e(s, a) - y)^2]
     L_xi  = -E[ Q_1(s, xi(s, D(s, z))) ]
 
-(the KL term is averaged over latent dimensions, as in the reference code). Acting draws n = 10
-candidates for each state and takes ``argmax_j Q_1``. Defaults are the paper's: phi = 0.05, lambda =
-0.75, n = 10, latent size 2A, VAE 750-750, actor and critics 400-300, Adam lr 1e-3 for all three,
-tau 5e-3, batch 100.
+(the KL term is averaged over latent dimensions, as in the reference code). Acting draws m = 100
+candidates for each state and takes ``argmax_j Q_1``, as the reference's ``select_action`` (and d3rlpy)
+do; the target uses n = 10. Defaults are the paper's: phi = 0.05, lambda = 0.75, n = 10, latent size 2A,
+VAE 750-750, actor and critics 400-300, Adam lr 1e-3 for all three, tau 5e-3, batch 100.
 
 Departures: the three models are updated from the same pre-step parameters (the reference trains
 the VAE, then the critics, then the actor, one after another, each seeing the previous update).
@@ -50,7 +50,9 @@ class BCQConfig(ActorCriticConfig):
     lmbda: float = 0.75
     """lambda: weight of the minimum over critics in the target (soft clipped double Q)."""
     num_samples: int = 10
-    """n: generated actions per state, in the target and when acting."""
+    """n: generated actions per state in the target (10, as the reference)."""
+    act_candidates: int = 100
+    """m: generated actions per state when acting (100, as the reference's select_action); saved in the policy."""
     latent_dim: int | None = None
     """Size of the VAE latent; None means 2 * action_dim."""
     kl_weight: float = 0.5
@@ -75,15 +77,15 @@ class BCQ(Algorithm):
 
     def __init__(self, config: BCQConfig, metadata: DatasetMetadata):
         super().__init__(config, metadata)
-        if config.num_samples < 1 or config.num_critics < 1 or not 0.0 <= config.lmbda <= 1.0:
+        if min(config.num_samples, config.act_candidates, config.num_critics) < 1 or not 0.0 <= config.lmbda <= 1.0:
             raise SeqRLError(
-                f"bcq: num_samples and num_critics must be >= 1 and lmbda in [0, 1]; got {config.num_samples}, "
-                f"{config.num_critics}, {config.lmbda}."
+                f"bcq: num_samples, act_candidates and num_critics must be >= 1 and lmbda in [0, 1]; got "
+                f"{config.num_samples}, {config.act_candidates}, {config.num_critics}, {config.lmbda}."
             )
         self.model = BCQPolicy(BCQPolicyConfig(
             latent_dim=config.latent_dim, vae_hidden_sizes=config.vae_hidden_sizes,
             actor_hidden_sizes=config.actor_hidden_sizes, critic_hidden_sizes=config.critic_hidden_sizes,
-            num_critics=config.num_critics, phi=config.phi, num_candidates=config.num_samples,
+            num_critics=config.num_critics, phi=config.phi, num_candidates=config.act_candidates,
             **policy_fields(metadata, "bcq"),
         ))
         model_config = self.model.config
@@ -136,7 +138,7 @@ class BCQ(Algorithm):
             "actor": [{"params": list(model.perturbation.parameters()), "lr": cfg.actor_learning_rate}],
         }
 
-    def after_step(self) -> None:
+    def after_step(self, step: int) -> None:
         polyak_update(self.critic_target, self.model.critic, self.config.tau)
         polyak_update(self.perturbation_target, self.model.perturbation, self.config.tau)
 

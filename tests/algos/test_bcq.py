@@ -43,15 +43,18 @@ def test_each_loss_reaches_only_its_optimizer(bandit_dataset, chain_dataset, bui
 
 
 def test_acting_picks_the_best_candidate_by_the_first_critic(bandit_dataset, build):
-    policy = build("bcq", bandit_dataset, **SMALL).policy()
+    algorithm = build("bcq", bandit_dataset, **SMALL)
+    policy = algorithm.policy()
+    # Acting draws the reference's 100 candidates; the target's 10 are a separate setting.
+    assert (policy.config.num_candidates, algorithm.config.num_samples) == (100, 10)
     observations = torch.randn(6, 2)
     with torch.no_grad():
-        candidates = policy.candidate_actions(observations, 10, torch.Generator().manual_seed(0))  # [B, N, A]
+        candidates = policy.candidate_actions(observations, 100, torch.Generator().manual_seed(0))  # [B, N, A]
         q_first = policy.critic(observations.unsqueeze(1), candidates)[0]  # [B, N]
         policy.reset(6)  # acting latents restart from seed 0
         acted = policy._act(observations, None, None)
     np.testing.assert_allclose(acted.numpy(), candidates[torch.arange(6), q_first.argmax(-1)].numpy())
-    assert candidates.shape == (6, 10, 1) and candidates.abs().max() <= 1.0
+    assert candidates.shape == (6, 100, 1) and candidates.abs().max() <= 1.0
     policy.reset(6)
     again = policy.act(observations.numpy())
     policy.reset(6)

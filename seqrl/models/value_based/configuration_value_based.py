@@ -93,7 +93,8 @@ class BCQPolicyConfig(PolicyConfigMixin, PretrainedConfig):
         critic_hidden_sizes: hidden widths of each critic (400, 300).
         num_critics: critics in the ensemble (2: clipped double Q); acting uses the first.
         phi: largest perturbation, as a fraction of the half-range of the actions.
-        num_candidates: actions sampled per state when acting (n = 10 in the paper).
+        num_candidates: actions sampled per state when acting (100, as the reference's ``select_action``;
+            the target's 10 is a training setting, ``--algo.num_samples``).
         latent_clip: the decoder's latent is clipped to this when sampling (0.5).
     """
 
@@ -102,7 +103,7 @@ class BCQPolicyConfig(PolicyConfigMixin, PretrainedConfig):
     def __init__(self, state_dim: int = 1, act_dim: int = 1, discrete_actions: bool = False,
                  latent_dim: int | None = None, vae_hidden_sizes: list[int] | None = None,
                  actor_hidden_sizes: list[int] | None = None, critic_hidden_sizes: list[int] | None = None,
-                 num_critics: int = 2, phi: float = 0.05, num_candidates: int = 10, latent_clip: float = 0.5,
+                 num_critics: int = 2, phi: float = 0.05, num_candidates: int = 100, latent_clip: float = 0.5,
                  **kwargs):
         if discrete_actions:
             raise PolicyError("BCQPolicy needs continuous actions; discrete data uses DiscreteBCQPolicy (--algo bcq_discrete).")
