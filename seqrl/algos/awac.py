@@ -9,7 +9,8 @@ weights from the advantage under that critic:
     L_pi = -E[ min(exp((min_e Q_e(s, a) - min_e Q_e(s, a~)) / lambda), 100) log pi(a|s) ],  a~ ~ pi(.|s)
 
 (the advantage uses one policy sample as the baseline V(s) and carries no gradient). Defaults follow
-CORL: lambda = 1, 3x256 MLPs for actor and critics, lr 3e-4, tau 5e-3, batch 256.
+CORL: lambda = 1 (its code default; its D4RL Hopper configs use 0.3333, as seqrl's Hopper configs do), 3x256
+MLPs for actor and critics, lr 3e-4, tau 5e-3, batch 256.
 
 Departures: the actor is the Gaussian with a tanh mean used for IQL (CORL's AWAC actor has an
 unsquashed mean and clips actions instead; with actions in [-1, 1] the tanh keeps the mean in range
@@ -35,7 +36,8 @@ class AWACConfig(ActorCriticConfig):
     """AWAC hyperparameters (CORL's offline settings)."""
 
     lmbda: float = 1.0
-    """lambda: temperature of the advantage weights (smaller is greedier)."""
+    """lambda: temperature of the advantage weights (smaller is greedier); 1 is CORL's code default, 0.3333 its
+    Hopper value."""
     max_weight: float = 100.0
     """Clip of the advantage weights."""
     actor_hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
@@ -97,7 +99,7 @@ class AWAC(Algorithm):
             "critic": [{"params": list(self.critic.parameters()), "lr": cfg.learning_rate}],
         }
 
-    def after_step(self) -> None:
+    def after_step(self, step: int) -> None:
         polyak_update(self.critic_target, self.critic, self.config.tau)
 
     def policy(self) -> ActorPolicy:
