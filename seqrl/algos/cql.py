@@ -11,8 +11,10 @@ up on the dataset's actions (CQL(H), the paper's eq. 4, with importance-sampled 
 
 The proposals ``a_j`` are N uniform actions (density 0.5^A on [-1, 1]^A), N actions of pi(.|s) and N
 of pi(.|s') (each evaluated at s), with ``mu`` their density. With ``lagrange`` the weight becomes
-``alpha' alpha_cql`` and ``alpha' >= 0`` is trained to keep the gap at ``target_action_gap``:
-``L_alpha' = -alpha' alpha_cql (gap - target_action_gap)``.
+``alpha'`` times the weighted gap less a threshold, and ``alpha' >= 0`` is trained to hold the weighted gap at
+``target_action_gap``, as in the paper's code (aviralkumar2907/CQL): the critic minimises
+``alpha' (alpha_cql gap - target_action_gap)`` and ``L_alpha' = -alpha' (alpha_cql gap - target_action_gap)``,
+with alpha' stepped at the critic's learning rate (3e-4).
 
 Defaults follow the paper's MuJoCo settings and CORL/d3rlpy: 3x256 MLPs, actor lr 1e-4, critic lr
 3e-4, alpha_cql 5, N = 10, T = 1, automatic entropy tuning with H_target = -A, tau 5e-3, no entropy
@@ -60,9 +62,9 @@ class CQLConfig(ActorCriticConfig):
     lagrange: bool = False
     """Tune alpha_cql's multiplier alpha' by dual gradient descent to hold the gap at target_action_gap."""
     target_action_gap: float = 10.0
-    """Lagrange threshold tau: the regulariser's target value (used only with lagrange)."""
-    alpha_prime_learning_rate: float = 1e-4
-    """Learning rate of log alpha' (used only with lagrange)."""
+    """Lagrange threshold tau: the target of the weighted gap alpha_cql * gap (used only with lagrange)."""
+    alpha_prime_learning_rate: float = 3e-4
+    """Learning rate of log alpha' (used only with lagrange; the paper's code steps it at the critic's 3e-4)."""
     auto_alpha: bool = True
     """Tune the entropy temperature alpha towards target_entropy (else alpha stays initial_alpha)."""
     initial_alpha: float = 1.0
@@ -150,8 +152,9 @@ class CQL(Algorithm):
         gap = (soft_max_q - q_data).mean(-1)  # [E]
         if cfg.lagrange:
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
-            conservative = (alpha_prime.detach() * cfg.min_q_weight * (gap - cfg.target_action_gap)).sum()
-            losses["alpha_prime"] = -(alpha_prime * cfg.min_q_weight * (gap.detach() - cfg.target_action_gap)).mean()
+            # The threshold bounds the weighted gap (alpha_cql * gap), as the paper's code does.
+            conservative = (alpha_prime.detach() * (cfg.min_q_weight * gap - cfg.target_action_gap)).sum()
+            losses["alpha_prime"] = -(alpha_prime * (cfg.min_q_weight * gap.detach() - cfg.target_action_gap)).mean()
         else:
             conservative = cfg.min_q_weight * gap.sum()
         losses["critic"] = td_loss + conservative
@@ -185,7 +188,7 @@ class CQL(Algorithm):
                                       "weight_decay": 0.0}]
         return groups
 
-    def after_step(self) -> None:
+    def after_step(self, step: int) -> None:
         polyak_update(self.critic_target, self.critic, self.config.tau)
 
     def policy(self) -> ActorPolicy:

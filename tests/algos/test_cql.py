@@ -57,6 +57,14 @@ def test_lagrange_multiplier_grows_while_the_gap_exceeds_its_target(bandit_datas
     assert algorithm.log_alpha_prime.item() > 0.5  # gap > -5 always, so alpha' rises from 1
 
 
+def test_lagrange_threshold_bounds_the_weighted_gap(bandit_dataset, build):
+    # The paper's code: L_alpha' = -alpha' (alpha_cql * gap - tau), with alpha' = 1 at the start.
+    algorithm = build("cql", bandit_dataset, lagrange=True, target_action_gap=3.0, min_q_weight=5.0, **SMALL)
+    batch = {k: torch.from_numpy(v) for k, v in algorithm.make_sampler(bandit_dataset, seed=0).sample(0).items()}
+    metrics = algorithm.compute_loss(batch, 0).metrics
+    torch.testing.assert_close(metrics["alpha_prime_loss"], -(5.0 * metrics["cql_gap"] - 3.0), rtol=1e-5, atol=1e-5)
+
+
 def test_discrete_cql_learns_the_chain_from_random_data(chain_dataset, train, chain_actions, check_isolation, build):
     algorithm = train("cql_discrete", chain_dataset, steps=400, hidden_sizes=[64, 64], learning_rate=1e-3, tau=0.05,
                       gamma=0.9)
