@@ -9,11 +9,13 @@ import os
 import subprocess
 import sys
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from seqrl import registry
+from seqrl.data.builtin import BUILTIN_RECIPES
 from seqrl.data.schema import get_metadata
 from seqrl.data.sources import load_dataset
 from seqrl.models.policy import PolicyError
@@ -83,6 +85,20 @@ def test_trains_on_two_processes_then_evaluates(name, pendulum_dir, cartpole_dir
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     rows = json.loads((tmp_path / "eval.json").read_text())["results"]
     assert rows and all(row["episodes"] == 2 and np.isfinite(row["return_mean"]) for row in rows)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_algo_name_alone_picks_a_built_in_job_the_algorithm_can_train_on(name):
+    """`python train.py --algo NAME` with no other flag: a shipped config of this algorithm, on a built-in dataset
+    (generated locally, so a fresh clone needs no download) whose actions the algorithm supports; and the same
+    data choice without the repository's configs (an installed package)."""
+    entry = registry.get(name)
+    for config_dir in (REPO / "configs", None):
+        cfg = parse_train_args(["--algo", name], config_dir=config_dir)
+        assert type(cfg.algo) is entry.algorithm.config_class
+        env = gym.make(BUILTIN_RECIPES[cfg.data.dataset].env_id)
+        discrete = isinstance(env.action_space, gym.spaces.Discrete)
+        assert entry.algorithm.supports_discrete if discrete else entry.algorithm.supports_continuous, cfg.data.dataset
 
 
 @pytest.mark.parametrize("name", NAMES)

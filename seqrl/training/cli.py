@@ -35,7 +35,7 @@ def train_parser(prog: str = PROG) -> argparse.ArgumentParser:
     extra = [
         (["--config"], dict(dest="config_path", metavar="FILE",
                             help="YAML config, e.g. configs/iql/pendulum-mixed.yaml; flags override its keys "
-                                 "(default: configs/<algo>/pendulum-mixed.yaml where it exists)")),
+                                 "(default: configs/<algo>/pendulum-mixed.yaml, or the shipped built-in job for the algorithm)")),
         (["--algo"], dict(dest="algo", metavar="NAME", choices=registry.names(),
                           help=f"algorithm, short for --algo.type: one of {', '.join(registry.names())} "
                                "(default: the config's, else dt)")),
@@ -44,8 +44,8 @@ def train_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def parse_train_args(argv: list[str], config_dir: Path | None = None, prog: str = PROG) -> TrainConfig:
-    """Parse the training command line. Without ``--config``, the run uses ``config_dir/<algo>/pendulum-mixed.yaml``
-    (the default job) when that file exists."""
+    """Parse the training command line. Without ``--config``, the run uses the algorithm's default job
+    (:func:`default_config`) when ``config_dir`` has one."""
     options = read_options(train_parser(prog), list(argv))
     config_path = existing_file(options.pop("config_path", None), "--config",
                                 "The shipped configs are in configs/<algo>/.")
@@ -60,8 +60,7 @@ def parse_train_args(argv: list[str], config_dir: Path | None = None, prog: str 
         if saved.is_file():
             config_path = str(saved)
     if config_path is None and config_dir is not None:
-        default = Path(config_dir) / (algo or "dt") / "pendulum-mixed.yaml"
-        config_path = str(default) if default.is_file() else None
+        config_path = default_config(Path(config_dir), algo or "dt")
 
     configured = _yaml_algo(config_path)
     if algo is not None:
@@ -73,6 +72,8 @@ def parse_train_args(argv: list[str], config_dir: Path | None = None, prog: str 
         options["algo.type"] = algo
     elif configured is None and "algo.type" not in options:
         options["algo.type"] = "dt"  # dotted --algo.* overrides need the choice named
+    if config_path is None and "data.dataset" not in options and not _supports_continuous(options["algo.type"]):
+        options["data.dataset"] = DISCRETE_DEFAULT_DATASET  # the default data has continuous actions
     cfg = decode(TrainConfig, options, config_path, prog)
     check_config(cfg)
     return cfg
@@ -90,8 +91,9 @@ def check_config(cfg: TrainConfig) -> None:
         cfg.mixed_precision = "no"
     if cfg.mixed_precision not in PRECISIONS:
         raise ConfigError(f"--mixed_precision {cfg.mixed_precision}: choose one of {', '.join(PRECISIONS)}.")
-    if cfg.algo.lr_schedule not in SCHEDULES:
-        raise ConfigError(f"--algo.lr_schedule {cfg.algo.lr_schedule}: choose one of {', '.join(SCHEDULES)}.")
+    for key in ("lr_schedule", "actor_lr_schedule"):
+        if getattr(cfg.algo, key, "constant") not in SCHEDULES:
+            raise ConfigError(f"--algo.{key} {getattr(cfg.algo, key)}: choose one of {', '.join(SCHEDULES)}.")
     if cfg.report_to not in TRACKERS:
         raise ConfigError(f"--report_to {cfg.report_to}: choose one of {', '.join(TRACKERS)}.")
     if cfg.report_to == "wandb":
@@ -114,6 +116,28 @@ def check_config(cfg: TrainConfig) -> None:
         from seqrl.hub.errors import check_repo_id
 
         check_repo_id(cfg.push_to_hub)  # a typo fails now, not after training
+
+
+DEFAULT_JOBS = ("pendulum-mixed.yaml", "cartpole-mixed.yaml")  # the built-in datasets, continuous first
+DISCRETE_DEFAULT_DATASET = "seqrl/cartpole/mixed-v0"
+
+
+def default_config(config_dir: Path, algo: str) -> str | None:
+    """The shipped config that ``--algo NAME`` alone runs: ``<algo>/pendulum-mixed.yaml``, else the first
+    built-in job anywhere under ``config_dir`` that configures this algorithm (the discrete forms' configs
+    live beside their continuous ones, e.g. ``cql/cartpole-mixed.yaml`` for ``cql_discrete``)."""
+    for job in DEFAULT_JOBS:
+        candidates = [config_dir / algo / job, *sorted(config_dir.glob(f"*/{job}"))]
+        for path in candidates:
+            if path.is_file() and _yaml_algo(str(path)) == algo:
+                return str(path)
+    return None
+
+
+def _supports_continuous(algo: str) -> bool:
+    from seqrl import registry
+
+    return algo not in registry.names() or registry.get(algo).algorithm.supports_continuous
 
 
 def _yaml_algo(config_path: str | None) -> str | None:
