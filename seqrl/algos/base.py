@@ -129,8 +129,9 @@ class Algorithm(nn.Module):
         the losses, the logged learning rates and gradient clipping."""
         return {"main": [{"params": [p for p in self.parameters() if p.requires_grad]}]}
 
-    def after_step(self) -> None:
-        """Called after every optimizer step: Polyak updates, schedules."""
+    def after_step(self, step: int) -> None:
+        """Called after the optimizer step of gradient step ``step`` (the one ``compute_loss`` just had): Polyak
+        updates, delayed target updates."""
 
     @torch.no_grad()
     def sync_targets(self) -> None:

@@ -81,7 +81,7 @@ class DiscreteBCQ(Algorithm):
         return {"critic": [{"params": list(self.model.q.parameters()), "lr": lr}],
                 "imitation": [{"params": list(self.model.imitation.parameters()), "lr": lr}]}
 
-    def after_step(self) -> None:
+    def after_step(self, step: int) -> None:
         polyak_update(self.q_target, self.model.q, self.config.tau)
 
     def policy(self) -> DiscreteBCQPolicy:

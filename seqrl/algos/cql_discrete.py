@@ -86,7 +86,7 @@ class DiscreteCQL(Algorithm):
     def optimizer_groups(self) -> dict[str, list[dict]]:
         return {"critic": [{"params": list(self.model.parameters()), "lr": self.config.learning_rate}]}
 
-    def after_step(self) -> None:
+    def after_step(self, step: int) -> None:
         polyak_update(self.q_target, self.model.q, self.config.tau)
 
     def policy(self) -> DiscreteQPolicy:

@@ -15,9 +15,16 @@ categorical distribution (discrete actions: Q has one output per action and Q(s,
 With ``normalize_reward`` the rewards are scaled by ``1000 / (max return - min return)`` over the
 dataset's episodes, as the reference code does for the MuJoCo locomotion tasks.
 
+Observations are standardised with the dataset's mean and std (as CORL does; the IQL reference feeds
+raw observations), and the actor's log std is clamped at [-20, 2] (CORL's bounds; the reference's lower
+bound is -5): both follow CORL, whose IQL scores on D4RL match the paper's.
+
+The actor's learning rate follows the reference's cosine decay to 0 over the offline steps
+(``actor_lr_schedule``); an online phase after them runs it at its base rate again (CORL's fine-tuning IQL
+lets its periodic cosine climb back up instead).
+
 Departures: the three losses are computed from the same pre-step parameters and stepped together
-(the reference updates V, then Q with the new V, then the actor); the reference's cosine decay of the
-actor learning rate is not applied, because the loop's schedules are linear warm-ups only.
+(the reference updates V, then Q with the new V, then the actor).
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ class IQLConfig(ActorCriticConfig):
     """Inverse temperature of the advantage weights (0: behaviour cloning)."""
     max_weight: float = 100.0
     """Clip of exp(beta * advantage)."""
+    actor_lr_schedule: str = "cosine"
+    """The actor's learning-rate schedule over the offline steps: "cosine" decays it to 0 at the last step, as the
+    reference (optax.cosine_decay_schedule) and CORL do; "constant", "linear" as --algo.lr_schedule."""
 
 
 @register("iql", policy=ActorPolicy, paper="Kostrikov et al. 2021, Offline Reinforcement Learning with Implicit Q-Learning")
@@ -117,12 +127,13 @@ class IQL(Algorithm):
     def optimizer_groups(self) -> dict[str, list[dict]]:
         cfg = self.config
         return {
-            "actor": [{"params": list(self.model.parameters()), "lr": cfg.actor_learning_rate}],
+            "actor": [{"params": list(self.model.parameters()), "lr": cfg.actor_learning_rate,
+                       "lr_schedule": cfg.actor_lr_schedule, "min_lr_ratio": 0.0}],
             "critic": [{"params": list(self.critic.parameters()), "lr": cfg.learning_rate}],
             "value": [{"params": list(self.value.parameters()), "lr": cfg.learning_rate}],
         }
 
-    def after_step(self) -> None:
+    def after_step(self, step: int) -> None:
         polyak_update(self.critic_target, self.critic, self.config.tau)
 
     def policy(self) -> ActorPolicy:

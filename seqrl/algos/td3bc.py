@@ -66,9 +66,6 @@ class TD3BC(Algorithm):
         self.critic = QEnsemble(IdentityEncoder(metadata.obs_dim), metadata.action_dim, config.critic_hidden_sizes,
                                 config.num_critics)
         self.critic_target = frozen_copy(self.critic)
-        # The last actor loss, reported on the steps that do not update the actor (a device tensor, no sync).
-        self.register_buffer("last_actor_loss", torch.zeros(()), persistent=False)
-        self._actor_updated = False
 
     def compute_loss(self, batch: dict[str, torch.Tensor], step: int) -> Output:
         cfg = self.config
@@ -86,17 +83,14 @@ class TD3BC(Algorithm):
 
         # The actor is left out of the loss on the other steps, so its gradients stay None and AdamW
         # skips it (a zero loss would still move it through Adam's momentum).
-        self._actor_updated = step % cfg.policy_delay == 0
-        if self._actor_updated:
+        metrics = {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean(), "target_q": target_q.mean()}
+        if self.updates_actor(step):
             policy_actions = self.model.actor(observations)  # [B, A]
             q_policy = call_frozen(self.critic, observations, policy_actions)[0].float()  # [B], Q_1
             weight = cfg.alpha / q_policy.abs().mean().detach()
             actor_loss = -weight * q_policy.mean() + (policy_actions.float() - actions).square().mean()
             losses["actor"] = actor_loss
-            self.last_actor_loss.copy_(actor_loss.detach())
-
-        metrics = {"critic_loss": critic_loss.detach(), "actor_loss": self.last_actor_loss.clone(),
-                   "q_data": q.detach().mean(), "target_q": target_q.mean()}
+            metrics["actor_loss"] = actor_loss.detach()  # logged as the mean over the steps that update the actor
         return Output(loss=losses, metrics=metrics)
 
     def optimizer_groups(self) -> dict[str, list[dict]]:
@@ -106,8 +100,12 @@ class TD3BC(Algorithm):
             "critic": [{"params": list(self.critic.parameters()), "lr": cfg.learning_rate}],
         }
 
-    def after_step(self) -> None:
-        if self._actor_updated:  # targets move with the actor, every policy_delay steps
+    def updates_actor(self, step: int) -> bool:
+        """The actor (and, after it, the targets) moves every ``policy_delay`` steps."""
+        return step % self.config.policy_delay == 0
+
+    def after_step(self, step: int) -> None:
+        if self.updates_actor(step):  # targets move with the actor, every policy_delay steps
             polyak_update(self.critic_target, self.critic, self.config.tau)
             polyak_update(self.actor_target, self.model.actor, self.config.tau)
 

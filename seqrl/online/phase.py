@@ -119,7 +119,7 @@ def run_online(ctx, cfg: OnlineConfig, step: int, saved: dict | None, checkpoint
     ``ctx`` carries the loop's pieces (accelerator, algorithm, unwrapped, optimizer, scheduler, dataset,
     metadata, run config, run folder, logging); ``saved`` is the checkpoint's ``online`` state, if any."""
     from seqrl.training.checkpoint import save_checkpoint
-    from seqrl.training.loop import reduce_logs, training_step
+    from seqrl.training.loop import accumulate, reduce_logs, training_step
 
     accelerator, unwrapped, run = ctx.accelerator, ctx.unwrapped, ctx.cfg
     process, processes = accelerator.process_index, accelerator.num_processes
@@ -149,8 +149,7 @@ def run_online(ctx, cfg: OnlineConfig, step: int, saved: dict | None, checkpoint
                                 counters.env_steps)
     trajectory = unwrapped.data_shape == "trajectory"
     recent = deque((r for _, r, _ in counters.history["episodes"][-cfg.log_episodes:]), maxlen=cfg.log_episodes)
-    running: dict[str, torch.Tensor] = {}
-    last_log = step
+    running: dict[str, tuple[torch.Tensor, int]] = {}
     progress = tqdm(total=cfg.env_steps, initial=min(counters.total_env_steps, cfg.env_steps), unit="env step",
                     desc=f"online {ctx.name} {env_id}", dynamic_ncols=True,
                     **progress_kwargs(accelerator.is_local_main_process))
@@ -196,14 +195,12 @@ def run_online(ctx, cfg: OnlineConfig, step: int, saved: dict | None, checkpoint
                          for k, v in replay.sample(step).items()}
                 output = training_step(accelerator, ctx.algorithm, unwrapped, ctx.optimizer, ctx.scheduler, batch, step,
                                        run.algo.grad_clip)
-                for key, value in output.metrics.items():
-                    running[key] = running.get(key, 0.0) + value.detach().float()
+                accumulate(running, output.metrics)
                 step += 1
                 counters.updates += 1
                 if step % run.log_every == 0:
-                    logs = reduce_logs(accelerator, running, step - last_log)
-                    accelerator.log(logs, step=step)
-                    running, last_log = {}, step
+                    accelerator.log(reduce_logs(accelerator, running), step=step)
+                    running = {}
 
             counters.seconds += time.perf_counter() - round_began
             previous_total = counters.total_env_steps

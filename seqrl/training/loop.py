@@ -101,21 +101,19 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     unwrapped = accelerator.unwrap_model(algorithm)
     progress = tqdm(range(start, cfg.steps), initial=min(start, cfg.steps), total=cfg.steps, desc=f"train {entry.name}",
                     dynamic_ncols=True, **progress_kwargs(accelerator.is_local_main_process and start < cfg.steps))
-    running: dict[str, torch.Tensor] = {}
-    last_log = start
+    running: dict[str, tuple[torch.Tensor, int]] = {}
     for step in progress:
         batch = {k: torch.from_numpy(v).to(accelerator.device, non_blocking=True) for k, v in sampler.sample(step).items()}
         output = training_step(accelerator, algorithm, unwrapped, optimizer, scheduler, batch, step, cfg.algo.grad_clip)
-        for key, value in output.metrics.items():
-            running[key] = running.get(key, 0.0) + value.detach().float()
+        accumulate(running, output.metrics)
 
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            logs = reduce_logs(accelerator, running, done - last_log)
+            logs = reduce_logs(accelerator, running)
             logs.update(_learning_rates(optimizer))
             accelerator.log(logs, step=done)
             progress.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if not k.startswith("lr/")})
-            running, last_log = {}, done
+            running = {}
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
             checkpoint = save_checkpoint(accelerator, algorithm, run_dir, done, cfg.keep_checkpoints)
             if on_checkpoint is not None and accelerator.is_main_process:
@@ -161,7 +159,7 @@ def training_step(accelerator: Accelerator, algorithm, unwrapped, optimizer, sch
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-    unwrapped.after_step()
+    unwrapped.after_step(step)
     return output
 
 
@@ -173,12 +171,21 @@ def _learning_rates(optimizer) -> dict[str, float]:
     return rates
 
 
-def reduce_logs(accelerator: Accelerator, running: dict[str, torch.Tensor], count: int) -> dict[str, float]:
-    """Mean of each metric over the steps since the last log and over processes (one host sync)."""
+def accumulate(running: dict[str, tuple[torch.Tensor, int]], metrics: dict[str, torch.Tensor]) -> None:
+    """Add one step's metrics to the running (sum, count) of each: a metric an algorithm reports on only some
+    steps (TD3+BC's delayed actor loss) is averaged over those steps only."""
+    for key, value in metrics.items():
+        total, count = running.get(key, (0.0, 0))
+        running[key] = (total + value.detach().float(), count + 1)
+
+
+def reduce_logs(accelerator: Accelerator, running: dict[str, tuple[torch.Tensor, int]]) -> dict[str, float]:
+    """Mean of each metric over the steps since the last log that reported it, and over processes (one host
+    sync)."""
     if not running:
         return {}
     names = sorted(running)
-    values = accelerator.reduce(torch.stack([running[n] for n in names]) / count, reduction="mean")
+    values = accelerator.reduce(torch.stack([running[n][0] / running[n][1] for n in names]), reduction="mean")
     return {f"train/{n}": v for n, v in zip(names, values.tolist())}
 
 

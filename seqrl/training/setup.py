@@ -92,16 +92,37 @@ SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "
 
 def build_schedule(optimizer: torch.optim.Optimizer, cfg: AlgoConfig, total_steps: int | None
                    ) -> torch.optim.lr_scheduler.LambdaLR:
-    """transformers' schedule named by ``cfg.lr_schedule``: warm-up from 0 over ``warmup_steps``, then constant,
-    linear decay to 0 at ``total_steps``, or cosine decay to ``min_lr_ratio`` of the rate at ``total_steps`` (the
-    reference Trajectory Transformer's). Without ``total_steps`` there is nothing to decay towards, so the rate
-    stays constant after the warm-up."""
+    """One learning-rate multiplier per parameter group, from transformers' schedules (``get_scheduler``): warm-up
+    from 0 over ``warmup_steps``, then constant, linear decay to 0 at ``total_steps``, or cosine decay to
+    ``min_lr_ratio`` of the rate at ``total_steps`` (the reference Trajectory Transformer's).
+
+    The shape is ``cfg.lr_schedule`` unless a group names its own (``lr_schedule`` and ``min_lr_ratio`` keys in
+    ``optimizer_groups``: IQL's actor decays with a cosine to 0, as its reference). Without ``total_steps`` there is
+    nothing to decay towards, so the rate stays constant after the warm-up. Past ``total_steps`` (the online phase
+    after offline training) every group runs at its base rate again: a fine-tuning phase that kept a decayed rate
+    of 0 would not learn."""
+    constant = _schedule_factor("constant", cfg.warmup_steps, None, 0.0)
+    factors = []
+    for group in optimizer.param_groups:
+        name = group.get("lr_schedule") or cfg.lr_schedule
+        decay = _schedule_factor(name, cfg.warmup_steps, total_steps, group.get("min_lr_ratio", cfg.min_lr_ratio))
+        factors.append(functools.partial(_offline_then_base, decay, constant, total_steps or 0))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+
+
+def _schedule_factor(name: str, warmup_steps: int, total_steps: int | None, min_lr_ratio: float):
+    """transformers' multiplier function (step -> factor) of one named schedule."""
     from transformers import get_scheduler
 
-    name = SCHEDULES[cfg.lr_schedule] if total_steps else SCHEDULES["constant"]
-    specific = {"min_lr_rate": cfg.min_lr_ratio} if name == "cosine_with_min_lr" else None
-    return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps,
-                         scheduler_specific_kwargs=specific)
+    kind = SCHEDULES[name] if total_steps else SCHEDULES["constant"]
+    specific = {"min_lr_rate": min_lr_ratio} if kind == "cosine_with_min_lr" else None
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)  # get_scheduler wants an optimizer
+    return get_scheduler(kind, probe, num_warmup_steps=warmup_steps, num_training_steps=total_steps,
+                         scheduler_specific_kwargs=specific).lr_lambdas[0]
+
+
+def _offline_then_base(decay, constant, total_steps: int, step: int) -> float:
+    return decay(step) if step < total_steps or not total_steps else constant(step)
 
 
 def params_by_name(optimizer) -> dict[str, list[torch.nn.Parameter]]:

@@ -127,7 +127,7 @@ def run_training(name: str, dataset, steps: int, seed: int = 0, **config):
             sum(output.losses().values()).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            algorithm.after_step()
+            algorithm.after_step(step)
     finally:
         torch.set_num_threads(threads)
     return algorithm

@@ -19,7 +19,7 @@ def train_steps(algorithm, dataset, optimizers: list[torch.optim.Optimizer], ste
         for optimizer in optimizers:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        algorithm.after_step()
+        algorithm.after_step(step)
 
 
 @pytest.mark.parametrize("name", ["cql", "iql", "bcq", "td3bc"])

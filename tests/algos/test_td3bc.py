@@ -28,7 +28,7 @@ def test_actor_and_targets_move_only_every_policy_delay_steps(bandit_dataset, bu
     target_before = [p.clone() for p in algorithm.critic_target.parameters()]
     assert set(algorithm(batch, 1).losses()) == {"critic"}
     check_isolation(algorithm, bandit_dataset, step=1)
-    algorithm.after_step()  # after a critic-only step the targets stay
+    algorithm.after_step(1)  # after a critic-only step the targets stay
     assert all(torch.equal(a, b) for a, b in zip(target_before, algorithm.critic_target.parameters()))
 
 
