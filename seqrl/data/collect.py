@@ -45,6 +45,7 @@ from seqrl.data.controllers import BehaviourPolicy, apply_noise, check_noise, ma
 from seqrl.data.sources import flatten_batch
 from seqrl.envs import import_env_modules, make_env, making, resolve_env, serialisable
 from seqrl.errors import SeqRLError
+from seqrl.evaluation.scores import sample_std
 from seqrl.logs import progress_kwargs
 
 
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m seqrl.data.collec
     returns = episode_returns(buffers)
     print(
         f"Wrote '{args.dataset_id}': {dataset.total_episodes} episodes, {dataset.total_steps} steps, return "
-        f"{returns.mean():.1f} +- {returns.std():.1f} at {get_dataset_path(args.dataset_id)}"
+        f"{returns.mean():.1f} +- {sample_std(returns):.1f} at {get_dataset_path(args.dataset_id)}"
     )
 
 
