@@ -61,15 +61,16 @@ def test_calql_improves_online_from_a_weak_start(pendulum_dir, tmp_path):
 def test_odt_improves_a_briefly_trained_dt_online(pendulum_builtin, tmp_path):
     """A dt policy (the DT config's sizes) trained briefly on the built-in mixed data, fine-tuned online as
     an ODT: rounds of one episode sampled at the exploration target (0 here: Pendulum's returns are
-    negative), then 300 updates on windows whose returns-to-go are the ones obtained."""
+    negative), then 150 updates (the reference makes 300) on windows whose returns-to-go are the ones obtained."""
     target = ["--eval.target_returns", "[-150]"]
     offline = train(parse_train_args(["--algo", "dt", "--data.dataset", str(pendulum_builtin), "--steps", "500",
                                       "--output_dir", str(tmp_path / "dt"), *EVAL, *target], config_dir=REPO / "configs"))
     online = train(parse_train_args(
         ["--algo", "odt", "--data.dataset", str(pendulum_builtin), "--steps", "0", "--init_from", str(offline),
-         "--output_dir", str(tmp_path / "odt"), *EVAL, *target, "--online.env_steps", "1000"], config_dir=REPO / "configs"))
+         "--output_dir", str(tmp_path / "odt"), *EVAL, *target, "--online.env_steps", "1000",
+         "--online.updates_per_round", "150"], config_dir=REPO / "configs"))
     before, after = score(offline), score(online)
     print(f"DT -> ODT normalised score at target -150: {before:.1f} before, {after:.1f} after 1000 env steps")
     assert after > before + 30, (before, after)
     history = json.loads((online / "online_returns.json").read_text())
-    assert len(history["episodes"]) == 5 and history["summary"]["updates"] == 1500  # 5 rounds: 1 episode, 300 updates
+    assert len(history["episodes"]) == 5 and history["summary"]["updates"] == 750  # 5 rounds: 1 episode, 150 updates

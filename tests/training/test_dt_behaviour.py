@@ -19,7 +19,7 @@ from ..conftest import REPO
 def test_dt_reaches_a_higher_return_at_the_expert_target(tmp_path):
     with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(tmp_path / "minari")}):
         cfg = parse_train_args(["--config", str(REPO / "configs/dt/pendulum-mixed.yaml"), "--output_dir",
-                                str(tmp_path / "run"), "--steps", "2500", "--checkpoint_every", "0",
+                                str(tmp_path / "run"), "--steps", "1500", "--checkpoint_every", "0",
                                 "--eval.episodes", "10", "--eval.num_envs", "10"])
         run = train(cfg)
     rows = json.loads((run / "eval_info.json").read_text())["results"]
