@@ -122,7 +122,8 @@ def _schedule_factor(name: str, warmup_steps: int, total_steps: int | None, min_
 
 
 def _offline_then_base(decay, constant, total_steps: int, step: int) -> float:
-    return decay(step) if step < total_steps or not total_steps else constant(step)
+    # Without total_steps, decay is the constant schedule already, so either branch gives the same factor.
+    return decay(step) if step < total_steps else constant(step)
 
 
 def params_by_name(optimizer) -> dict[str, list[torch.nn.Parameter]]:
