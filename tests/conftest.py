@@ -10,6 +10,7 @@ from unittest import mock
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from minari.serialization import serialize_space
 
 from seqrl.data.collect import collect, write_minari
@@ -17,6 +18,17 @@ from seqrl.data.schema import DatasetMetadata
 from seqrl.data.sources import load_dataset, save_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker gets its share of the cores (and so do the processes it starts):
+    two workers that each run torch on every core oversubscribe the machine, and OpenMP's spinning
+    threads then make both several times slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 def _collected_dataset(root: Path, env_id: str, dataset_id: str, episodes: int) -> Path:
