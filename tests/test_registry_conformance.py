@@ -4,6 +4,7 @@ and refuses data or target returns it cannot use with a clear error."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from seqrl import registry
 from seqrl.data.builtin import BUILTIN_RECIPES
 from seqrl.data.schema import get_metadata
 from seqrl.data.sources import load_dataset
+from seqrl.evaluation.command import main as evaluate_main
 from seqrl.models.policy import PolicyError
 from seqrl.training.cli import parse_train_args
 from seqrl.training.loop import train
@@ -62,27 +64,46 @@ def test_trains_saves_loads_and_evaluates(name, pendulum_dir, cartpole_dir, tmp_
         assert first.shape == (4, policy.config.act_dim) and (first >= low - 1e-6).all() and (first <= high + 1e-6).all()
 
 
+@pytest.fixture(scope="session")
+def two_process_runs(pendulum_dir, cartpole_dir, tmp_path_factory):
+    """Every registered algorithm trained by the training command under torchrun with 2 gloo CPU processes
+    (what `accelerate launch --multi_gpu --num_processes 2` starts here), for 4 steps: enough for DDP to meet
+    a step where an algorithm leaves parameters out of its loss (TD3+BC's delayed actor). One torchrun
+    runs all of them (tests/two_process_driver.py), once per session: pytest-xdist workers share the folder
+    above their own temporary folders, and the first to take the lock trains for all."""
+    xdist = "PYTEST_XDIST_WORKER" in os.environ
+    shared = tmp_path_factory.getbasetemp().parent if xdist else tmp_path_factory.getbasetemp()
+    root = shared / "two-process-runs"
+    with open(shared / "two-process-runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "log.txt").exists():
+            root.mkdir(exist_ok=True)
+            jobs = {name: quick_args(name, dataset_for(registry.get(name), pendulum_dir, cartpole_dir),
+                                     root / name / "run", steps=4) for name in NAMES}
+            (root / "jobs.json").write_text(json.dumps(jobs))
+            torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+            done = subprocess.run([*torchrun, str(REPO / "tests/two_process_driver.py"), str(root / "jobs.json"),
+                                   str(root)], cwd=REPO, capture_output=True, text=True, timeout=1200,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            (root / "log.txt").write_text(f"exit code {done.returncode}\n{done.stdout}\n{done.stderr}")
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_trains_on_two_processes_then_evaluates(name, pendulum_dir, cartpole_dir, tmp_path):
-    """torchrun with 2 gloo CPU processes (what `accelerate launch --multi_gpu --num_processes 2` starts
-    here), for 4 steps: enough for DDP to meet a step where an algorithm leaves parameters out of its
-    loss (TD3+BC's delayed actor). Then evaluate.py loads the folder by itself."""
-    data, run = dataset_for(registry.get(name), pendulum_dir, cartpole_dir), tmp_path / "run"
-    port = str(29600 + NAMES.index(name))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
-    trained = subprocess.run([*torchrun, "train.py", *quick_args(name, data, run, steps=4)], cwd=REPO,
-                             capture_output=True, text=True, timeout=300, env=env)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    lines = trained.stdout.strip().splitlines()
-    # the evaluation table and the folder are printed once, by the main process
-    assert lines[-1] == str(run.resolve()) and lines.count(lines[-1]) == 1, trained.stdout
-    assert trained.stdout.count("return (mean ± std)") == 1, trained.stdout
-    evaluated = subprocess.run([sys.executable, "evaluate.py", "--policy", str(run), "--episodes", "2", "--num_envs", "2",
-                                "--output", str(tmp_path / "eval.json")], cwd=REPO, capture_output=True, text=True,
-                               timeout=300, env=env)
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+def test_trains_on_two_processes_then_evaluates(name, two_process_runs, tmp_path):
+    """The two-process run of this algorithm finished on both ranks, printed its evaluation table and folder
+    once (from the main process), and evaluate.py's command then loads the folder by itself."""
+    folder, run = two_process_runs / name, two_process_runs / name / "run"
+    errors = sorted(folder.glob("error-rank*.txt"))
+    assert not errors, errors[0].read_text()[-3000:]
+    outputs = sorted(folder.glob("stdout-rank*.txt"))
+    assert len(outputs) == 2, (two_process_runs / "log.txt").read_text()[-3000:]
+    main_out, other_out = (f.read_text() for f in outputs)
+    assert main_out.strip().splitlines()[-1] == str(run.resolve()), main_out
+    assert main_out.count("return (mean ± std)") == 1, main_out
+    assert str(run.resolve()) not in other_out and "return (mean ± std)" not in other_out, other_out
+    evaluate_main(["--policy", str(run), "--episodes", "2", "--num_envs", "2", "--output", str(tmp_path / "eval.json")])
     rows = json.loads((tmp_path / "eval.json").read_text())["results"]
     assert rows and all(row["episodes"] == 2 and np.isfinite(row["return_mean"]) for row in rows)
 
