@@ -7,7 +7,8 @@ episode runs its full 1000 steps and both sides step the environment equally oft
 - ``seqrl``: ``seqrl.evaluation.rollout.evaluate_policy`` with ``--num-envs`` (10) synchronous vector
   envs on a ``seqrl`` ``DecisionTransformer`` built from a config (state_dim 11, act_dim 3, env_id,
   env_kwargs, action bounds from the env, obs_mean 0 / obs_std 1, target return 3600): one batched
-  step for all envs, with the rolling key/value cache (3 new tokens per step).
+  step for all envs, with the rolling key/value cache (3 new tokens per step), or with ``--acting window``
+  the reference's recomputation of the last K steps (batched over the envs).
 - ``peer``: one env at a time, as in the Hugging Face blog / the original decision-transformer code:
   ``gym.make("Hopper-v5", terminate_when_unhealthy=False)``, ``transformers.DecisionTransformerModel``
   of the same size, and per step: append the state, action, reward, return-to-go and timestep to
@@ -21,7 +22,8 @@ Each side runs ``--episodes`` episodes per repeat (under ``torch.inference_mode(
 same ``--threads``); repeats alternate the order; the median env-steps/s and the ratio seqrl/peer are
 printed. Environment creation and reset are inside the timed region on both sides.
 
-Usage: ``python benchmarks/bench_dt_eval.py [--episodes 10] [--num-envs 10] [--repeats 3] [--threads N]``
+Usage: ``python benchmarks/bench_dt_eval.py [--episodes 10] [--num-envs 10] [--repeats 3] [--threads N]
+[--acting cached|window]``
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from seqrl.models.decision_transformer.configuration_decision_transformer import ACTING_DEFAULT, ACTING_MODES
+
 ENV_ID, ENV_KWARGS = "Hopper-v5", {"terminate_when_unhealthy": False}
 CONTEXT_LEN, HIDDEN, N_LAYER, N_HEAD, N_INNER, MAX_EP_LEN = 20, 128, 3, 1, 512, 1000
 TARGET_RETURN, RETURN_SCALE = 3600.0, 1000.0
 
 
-def make_seqrl_policy(state_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray):
+def make_seqrl_policy(state_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, acting: str = "cached"):
     from seqrl.models.decision_transformer import DecisionTransformer, DecisionTransformerConfig
 
     config = DecisionTransformerConfig(
@@ -48,7 +52,7 @@ def make_seqrl_policy(state_dim: int, act_dim: int, low: np.ndarray, high: np.nd
         hidden_size=HIDDEN, n_layer=N_LAYER, n_head=N_HEAD, n_inner=N_INNER, activation_function="relu",
         context_len=CONTEXT_LEN, max_ep_len=MAX_EP_LEN, action_tanh=True, return_scale=1 / RETURN_SCALE,
         action_low=[float(x) for x in low], action_high=[float(x) for x in high],
-        obs_mean=[0.0] * state_dim, obs_std=[1.0] * state_dim, target_returns=[TARGET_RETURN],
+        obs_mean=[0.0] * state_dim, obs_std=[1.0] * state_dim, target_returns=[TARGET_RETURN], acting=acting,
     )
     return DecisionTransformer(config).eval()
 
@@ -162,6 +166,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads (both sides)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--acting", choices=ACTING_MODES, default=ACTING_DEFAULT, help="seqrl's DT acting mode")
     args = parser.parse_args()
 
     import transformers
@@ -173,7 +178,7 @@ def main() -> None:
     state_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     low, high = env.action_space.low, env.action_space.high
     env.close()
-    policy = make_seqrl_policy(state_dim, act_dim, low, high)
+    policy = make_seqrl_policy(state_dim, act_dim, low, high, args.acting)
     peer = make_peer_model(state_dim, act_dim)
     if args.episodes % min(args.num_envs, args.episodes):
         print(f"note: {args.episodes} episodes do not divide over {args.num_envs} envs; seqrl's idle envs keep "
@@ -208,7 +213,8 @@ def main() -> None:
           f"{args.threads} threads, {args.episodes} episodes per side, median of {args.repeats} repeats:")
     print(f"  peer  (blog loop, 1 env, whole K-window per step): {median['peer']:10,.0f} env-steps/s "
           f"({steps_taken['peer']:,} steps)")
-    print(f"  seqrl (evaluate_policy, {num_envs} vector envs, KV cache) : {median['seqrl']:10,.0f} env-steps/s "
+    mode = "KV cache" if args.acting == "cached" else "window "
+    print(f"  seqrl (evaluate_policy, {num_envs} vector envs, {mode}) : {median['seqrl']:10,.0f} env-steps/s "
           f"({steps_taken['seqrl']:,} steps)")
     print(f"  ratio seqrl/peer                                 : {median['seqrl'] / median['peer']:10.2f}x")
     print(f"  ceiling: the vector env alone (no policy)        : {median['env only']:10,.0f} env-steps/s "
