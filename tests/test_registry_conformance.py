@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import gymnasium as gym
 import numpy as np
@@ -120,6 +121,25 @@ def test_algo_name_alone_picks_a_built_in_job_the_algorithm_can_train_on(name):
         env = gym.make(BUILTIN_RECIPES[cfg.data.dataset].env_id)
         discrete = isinstance(env.action_space, gym.spaces.Discrete)
         assert entry.algorithm.supports_discrete if discrete else entry.algorithm.supports_continuous, cfg.data.dataset
+
+
+@pytest.fixture(scope="session")
+def builtin_minari_root(tmp_path_factory):
+    """One Minari root for this worker's tests that train on the built-in datasets, so each is generated once."""
+    return tmp_path_factory.mktemp("builtin-minari")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trains_from_the_algo_name_alone(name, builtin_minari_root, tmp_path):
+    """`python train.py --algo NAME` with nothing else that chooses the job trains: the shipped job's built-in
+    dataset is generated locally and the algorithm trains on it (2 steps here, and no evaluation, which the
+    tests above cover), leaving a policy folder of this algorithm."""
+    with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(builtin_minari_root)}):
+        run = train(parse_train_args(["--algo", name, "--steps", "2", "--output_dir", str(tmp_path / "run"),
+                                      "--checkpoint_every", "0", "--eval.final", "false"], config_dir=REPO / "configs"))
+    policy = registry.load_policy(run)
+    assert type(policy) is registry.get(name).policy and policy.config.algo == name
+    assert json.loads((run / "dataset_metadata.json").read_text())["seqrl_metadata"]["dataset_id"] in BUILTIN_RECIPES
 
 
 @pytest.mark.parametrize("name", NAMES)
