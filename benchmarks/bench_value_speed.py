@@ -82,7 +82,8 @@ def seqrl_rates(trainer: SeqrlTrainer, warmup: int, steps: int, repeats: int) ->
 
 def peer_hparams(config) -> str:
     """seqrl's algorithm config as the JSON ``d3rlpy_peer.py`` reads (its plain-valued fields)."""
-    return json.dumps({k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (int, float, list, bool))})
+    plain = (int, float, list, bool, str)
+    return json.dumps({k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, plain)})
 
 
 def require_peer(python: str) -> None:

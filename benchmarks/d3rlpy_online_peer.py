@@ -66,7 +66,10 @@ def make_online_algo(name: str, hp: dict):
     import d3rlpy
 
     if name == "iql":
-        return make_algo("iql", hp)
+        # d3rlpy's one actor scheduler runs through fit and fit_online alike, and seqrl's cosine decay covers only
+        # the offline steps: this side keeps a constant actor rate (`--algo.actor_lr_schedule constant` on
+        # seqrl's side makes the two the same).
+        return make_algo("iql", {**hp, "actor_lr_schedule": "constant"})
     if name == "calql":
         # CalQLConfig is CQLConfig with another algorithm behind it: carry over every field make_algo sets.
         cql = make_algo("cql", hp).config

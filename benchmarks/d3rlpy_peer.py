@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 
-def make_algo(name: str, hp: dict, preprocess: bool = True):
+def make_algo(name: str, hp: dict, preprocess: bool = True, steps: int = 1):
     import d3rlpy
 
     def encoder(hidden):
@@ -52,7 +52,15 @@ def make_algo(name: str, hp: dict, preprocess: bool = True):
             gamma=hp["gamma"], **scalers,
         )
     elif name == "iql":
+        # seqrl's IQL decays its actor's rate with a cosine to 0 over the run (the reference's, and d3rlpy's
+        # reproduction script's); `--algo.actor_lr_schedule constant` keeps it fixed on both sides.
+        schedule = hp.get("actor_lr_schedule", "constant")
+        if schedule not in ("cosine", "constant"):
+            raise SystemExit(f"d3rlpy_peer: no d3rlpy counterpart set up for actor_lr_schedule {schedule!r}")
+        actor_optim = d3rlpy.optimizers.AdamFactory(lr_scheduler_factory=(
+            d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=steps) if schedule == "cosine" else None))
         config = d3rlpy.algos.IQLConfig(
+            actor_optim_factory=actor_optim,
             batch_size=hp["batch_size"], actor_learning_rate=hp["actor_learning_rate"],
             critic_learning_rate=hp["learning_rate"], actor_encoder_factory=encoder(hp["actor_hidden_sizes"]),
             critic_encoder_factory=encoder(hp["critic_hidden_sizes"]),
@@ -136,7 +144,8 @@ def main() -> None:
         terminals=data["terminals"], timeouts=data["timeouts"],
     )
     hp = json.loads(args.hparams)
-    algo = make_algo(args.algo, hp, preprocess=bool(args.score_steps))
+    algo = make_algo(args.algo, hp, preprocess=bool(args.score_steps),
+                     steps=args.score_steps or args.warmup + args.steps * args.repeats)
     algo.build_with_dataset(dataset)
     if args.score_steps:
         print(json.dumps({"returns": train_and_score(algo, dataset, args), "d3rlpy": d3rlpy.__version__}))
