@@ -2,8 +2,8 @@
 (train.py's `main`) once per job of a JSON file ``{name: argv}``, one after another in one process group, so
 the suite pays the two processes' start-up once rather than once per registered algorithm.
 
-Each job's stdout goes to ``<root>/<name>/stdout-rank<r>.txt``; an exception goes to ``error-rank<r>.txt``
-and the next job still runs. Between jobs the process group stays up (each run's ``end_training`` would
+Each job's stdout goes to ``<root>/<name>/stdout-rank<r>.txt``, and ``done-rank<r>`` marks a finished job; an
+exception goes to ``error-rank<r>.txt`` and the next job still runs. Between jobs the process group stays up (each run's ``end_training`` would
 destroy it) and Accelerate's singletons are reset, as for a new command.
 
 Usage: python -m torch.distributed.run --standalone --nproc_per_node 2 two_process_driver.py JOBS ROOT
@@ -34,6 +34,7 @@ def run_jobs(jobs: dict[str, list[str]], root: Path) -> None:
                 mock.patch.object(dist, "destroy_process_group"):
             try:
                 main(argv)
+                (folder / f"done-rank{rank}").touch()
             except BaseException:  # noqa: BLE001 - recorded for the job's test, which fails with it
                 (folder / f"error-rank{rank}.txt").write_text(traceback.format_exc())
         AcceleratorState._reset_state(reset_partial_state=True)
