@@ -3,6 +3,8 @@ Accelerate state for tests that call the training loop in-process."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
 from unittest import mock
@@ -29,6 +31,28 @@ def pytest_configure(config):
         threads = max(1, (os.cpu_count() or 1) // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
+
+
+def shared_tmp(tmp_path_factory) -> Path:
+    """The folder every pytest-xdist worker of this session shares (without xdist, the session's own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+@contextlib.contextmanager
+def exclusive(tmp_path_factory, name: str):
+    """Hold the session-wide lock ``name`` (shared by the xdist workers) for the duration of the block."""
+    with open(shared_tmp(tmp_path_factory) / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture
+def one_launch_at_a_time(tmp_path_factory):
+    """Multi-process launches (torchrun) take turns: two at once on one machine can meet on a port or starve
+    each other's gloo connections, and each already uses both cores."""
+    with exclusive(tmp_path_factory, "torchrun"):
+        yield
 
 
 def _collected_dataset(root: Path, env_id: str, dataset_id: str, episodes: int) -> Path:

@@ -4,7 +4,6 @@ and refuses data or target returns it cannot use with a clear error."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -26,7 +25,7 @@ from seqrl.training.cli import parse_train_args
 from seqrl.training.loop import train
 from seqrl.training.setup import IncompatibleDatasetError
 
-from .conftest import REPO
+from .conftest import REPO, exclusive, shared_tmp
 
 NAMES = registry.names()
 
@@ -72,11 +71,8 @@ def two_process_runs(pendulum_dir, cartpole_dir, tmp_path_factory):
     a step where an algorithm leaves parameters out of its loss (TD3+BC's delayed actor). One torchrun
     runs all of them (tests/two_process_driver.py), once per session: pytest-xdist workers share the folder
     above their own temporary folders, and the first to take the lock trains for all."""
-    xdist = "PYTEST_XDIST_WORKER" in os.environ
-    shared = tmp_path_factory.getbasetemp().parent if xdist else tmp_path_factory.getbasetemp()
-    root = shared / "two-process-runs"
-    with open(shared / "two-process-runs.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    root = shared_tmp(tmp_path_factory) / "two-process-runs"
+    with exclusive(tmp_path_factory, "two-process-runs"), exclusive(tmp_path_factory, "torchrun"):
         if not (root / "log.txt").exists():
             root.mkdir(exist_ok=True)
             jobs = {name: quick_args(name, dataset_for(registry.get(name), pendulum_dir, cartpole_dir),

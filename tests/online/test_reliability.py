@@ -337,7 +337,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_online_run_collects_on_both(pendulum_dir, tmp_path):
+def test_two_process_online_run_collects_on_both(pendulum_dir, tmp_path, one_launch_at_a_time):
     run = tmp_path / "ddp"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                 "--master_port", str(free_port())]

@@ -87,7 +87,7 @@ if accelerator.is_main_process:
 
 
 @pytest.mark.slow
-def test_two_processes_draw_different_data_and_only_main_writes(pendulum_dir, tmp_path):
+def test_two_processes_draw_different_data_and_only_main_writes(pendulum_dir, tmp_path, one_launch_at_a_time):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     script = tmp_path / "draw.py"
     script.write_text(DRAW_SCRIPT)
