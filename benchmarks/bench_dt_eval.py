@@ -44,7 +44,7 @@ CONTEXT_LEN, HIDDEN, N_LAYER, N_HEAD, N_INNER, MAX_EP_LEN = 20, 128, 3, 1, 512, 
 TARGET_RETURN, RETURN_SCALE = 3600.0, 1000.0
 
 
-def make_seqrl_policy(state_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, acting: str = "cached"):
+def make_seqrl_policy(state_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, acting: str = ACTING_DEFAULT):
     from seqrl.models.decision_transformer import DecisionTransformer, DecisionTransformerConfig
 
     config = DecisionTransformerConfig(
