@@ -69,8 +69,8 @@ def block_forward(block: GPT2Block, x: torch.Tensor, mask: torch.Tensor | None, 
         k, v = store(k, v)
     if attend is not None:
         out = attend(q, k, v)
-    elif store is not None and q.shape[-2] <= 4:
-        out = few_query_attention(q, k, v, mask)
+    elif (store is not None and q.shape[-2] <= 4) or (q.device.type == "cpu" and q.dtype != torch.float32):
+        out = matmul_attention(q, k, v, mask, attn.attn_dropout.p if training else 0.0)
     else:
         dropout = attn.attn_dropout.p if training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # [B, nh, Nq, hd]
@@ -81,13 +81,21 @@ def block_forward(block: GPT2Block, x: torch.Tensor, mask: torch.Tensor | None, 
     return x + F.dropout(h, mlp.dropout.p, training)
 
 
-def few_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax attention of a few cached-decoding queries [B, nh, Nq, hd] over keys/values [B, nh, L, hd]
-    under the boolean ``mask`` [B, 1, Nq, L], as two batched matmuls (no dropout: acting only).
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: float = 0.0
+                     ) -> torch.Tensor:
+    """Softmax attention of queries [B, nh, Nq, hd] over keys/values [B, nh, L, hd] under the boolean
+    ``mask`` [B, 1, Nq, L] (no row fully masked), as two batched matmuls, with ``dropout`` on the weights.
 
-    On CPU, SDPA's flash kernel is slow with one query per row: for a Trajectory Transformer beam step
-    (256 rows, 4 heads, 80 keys of 32) it took 4.8 ms against 1.5 ms for these matmuls, and attention was
-    a third of the planner's time. Results agree to float rounding (8e-7 there).
+    Two places where this beats SDPA on CPU (one thread, measured):
+    - cached decoding with a few queries per row: SDPA's flash kernel took 4.8 ms against 1.5 ms for
+      these matmuls on a Trajectory Transformer beam step (256 rows, 4 heads, 80 keys of 32);
+    - training under bf16 autocast: the flash kernel's backward in bf16 took 233 ms against 84 ms here
+      for a Trajectory Transformer batch (64 rows, 4 heads, 159 tokens of 32), 21 ms against 8 ms for a
+      Decision Transformer one (64 rows, 1 head, 60 tokens of 128); in float32 the flash kernel is as fast
+      or faster, so float32 keeps it.
+    Results agree with SDPA to float rounding (8e-7 in float32; PyTorch's CPU softmax accumulates a bf16
+    row in float32).
     """
     scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # [B, nh, Nq, L]
-    return scores.masked_fill(~mask, float("-inf")).softmax(-1).to(v.dtype) @ v
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    return F.dropout(weights, dropout, dropout > 0).to(v.dtype) @ v

@@ -1,0 +1,65 @@
+"""The GPT blocks' matmul attention (used for cached decoding and for bf16 training on CPU) computes what
+PyTorch's SDPA computes, outputs and gradients alike, and its dropout drops attention weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block
+
+from seqrl.models import gpt
+from seqrl.models.gpt import block_forward, matmul_attention
+
+
+def banded_mask(batch: int, length: int, band: int) -> torch.Tensor:
+    """[B, 1, L, L]: causal, at most ``band`` keys back, the diagonal always visible; one row padded out."""
+    i = torch.arange(length)
+    mask = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - band)
+    mask = mask.expand(batch, 1, length, length).clone()
+    mask[0, 0, :, 0] = False  # a padded first key in the first row
+    return mask | torch.eye(length, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("queries", [7, 2])
+def test_matmul_attention_matches_sdpa_with_gradients(queries):
+    torch.manual_seed(0)
+    q = torch.randn(3, 2, queries, 8, dtype=torch.float64, requires_grad=True)
+    k, v = (torch.randn(3, 2, 7, 8, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    mask = banded_mask(3, 7, band=4)[:, :, -queries:]
+    ours = matmul_attention(q, k, v, mask)
+    grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
+    theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    expected = torch.autograd.grad(theirs.square().sum(), (q, k, v))
+    torch.testing.assert_close(ours, theirs)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_matmul_attention_dropout_zeroes_weights_and_rescales_the_rest():
+    torch.manual_seed(0)
+    q = torch.zeros(1, 1, 1, 4)  # equal scores: each of the 100 keys has weight 1/100
+    k, v = torch.randn(1, 1, 100, 4), torch.eye(100)[None, None]  # value j is the one-hot j: out = weights
+    weights = matmul_attention(q, k, v, torch.ones(1, 1, 1, 100, dtype=torch.bool), dropout=0.5)[0, 0, 0]
+    dropped = weights == 0
+    assert 20 < int(dropped.sum()) < 80
+    torch.testing.assert_close(weights[~dropped], torch.full_like(weights[~dropped], 0.02))
+
+
+def test_block_under_bf16_autocast_stays_close_to_float32(monkeypatch):
+    """On CPU, a block under bf16 autocast attends through the matmuls; the float32 block through SDPA."""
+    calls = []
+    monkeypatch.setattr(gpt, "matmul_attention", lambda q, *rest: calls.append(q.dtype) or matmul_attention(q, *rest))
+    torch.manual_seed(0)
+    block = GPT2Block(GPT2Config(n_embd=32, n_head=4, resid_pdrop=0.0, attn_pdrop=0.0)).eval()
+    x = torch.randn(4, 12, 32, requires_grad=True)
+    mask = banded_mask(4, 12, band=6)
+    reference = block_forward(block, x, mask, n_head=4)
+    (grad_reference,) = torch.autograd.grad(reference.sum(), x)
+    with torch.autocast("cpu", torch.bfloat16):
+        low = block_forward(block, x, mask, n_head=4)
+    (grad_low,) = torch.autograd.grad(low.float().sum(), x)
+    assert calls == [torch.bfloat16]
+    torch.testing.assert_close(low.float(), reference, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(grad_low, grad_reference, atol=0.05, rtol=0.05)
