@@ -279,6 +279,45 @@ def cached_flops(model, settings: dict, prefix_len: int, envs: int) -> float:
     return float(flops)
 
 
+def ring_bytes(model, settings: dict, element_size: int) -> int:
+    """Bytes of one row's key/value ring: every layer's keys and values over ``context * D`` slots."""
+    cfg = model.config
+    return cfg.n_layer * 2 * settings["context"] * cfg.transition_dim * cfg.hidden_size * element_size
+
+
+def cache_bytes(model, settings: dict, envs: int, element_size: int) -> float:
+    """Bytes of the key/value ring that one ``beam_plan`` call with ``CachedDecoder`` reads or writes for
+    ``envs`` envs: each decoded token reads every layer's keys and values over the ring's ``context * D``
+    slots, once per ring (candidates of one parent share it: the first step's parents are the envs'
+    prefixes, later steps' the kept beams), and each search step copies the kept beams' rings once (read
+    and write). These reads are memory-bound: about one multiply-add per element read."""
+    cfg = model.config
+    obs_dim, act = cfg.state_dim, cfg.action_tokens
+    horizon, beams = settings["horizon"], settings["beam_width"]
+    ring = ring_bytes(model, settings, element_size)
+    total = 0
+    for t in range(horizon):
+        parents = envs if t == 0 else envs * beams
+        total += (act + 1) * parents * ring  # the action and reward tokens' steps read each parent's ring
+        total += 2 * envs * beams * ring  # select: the kept beams' rings copied
+        if t < horizon - 1:
+            total += (1 + obs_dim) * envs * beams * ring  # the value and observation tokens, one ring per beam
+    return float(total)
+
+
+def read_bandwidth(size_bytes: int, repeats: int = 5) -> float:
+    """Bytes/s of one pass reading a float32 buffer of ``size_bytes`` (``sum``), median of ``repeats``:
+    the rate the cache's reads can reach on this core at best."""
+    buffer = torch.randn(size_bytes // 4)
+    buffer.sum()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        buffer.sum()
+        times.append(time.perf_counter() - began)
+    return buffer.numel() * 4 / statistics.median(times)
+
+
 def reference_flops(model, settings: dict, prefix_len: int) -> tuple[float, float]:
     """Matmul FLOPs of one ``ReferencePlanner.plan`` call (one env), and the extra head FLOPs the reference's
     own ``GPT.forward`` spends on every other position (padded to whole transitions), which the port skips."""
@@ -459,6 +498,11 @@ def main() -> None:
     print(f"{args.threads} threads, planning in {precision}; python {sys.version.split()[0]}, torch {torch.__version__}")
     for name, (peak, size) in peaks.items():
         print(f"{name} matmul peak ({args.threads} threads, best of sizes {args.peak_sizes}): {peak / 1e9:.1f} GFLOP/s at {size}")
+    element_size = 2 if precision == "bfloat16" else 4  # the ring holds keys and values in the blocks' dtype
+    ring_set = settings["beam_width"] * ring_bytes(model, settings, element_size)
+    bandwidth = read_bandwidth(int(max(ring_set, 1 << 20)))
+    print(f"read bandwidth ({args.threads} threads, a {ring_set / 1e6:.0f} MB buffer, one env's kept rings): "
+          f"{bandwidth / 1e9:.1f} GB/s")
 
     checks = greedy_check(model, settings, rollouts)
     print(f"same first action (greedy): {all(c['same_first_action'] for c in checks.values())}")
@@ -519,6 +563,13 @@ def main() -> None:
         for name, (peak, _) in peaks.items():
             row[f"seqrl_pct_{name}_peak"] = 100 * ours_flops / ours / peak
             row[f"peer_pct_{name}_peak"] = 100 * theirs_flops / theirs / peak
+        # Ceiling: every matmul FLOP at the peak of the planning precision, plus every byte of the cache
+        # at the read bandwidth (attention over a ring is memory-bound: about 1 FLOP per 4 bytes read).
+        peak = peaks[precision][0]
+        row["seqrl_cache_gb_per_step"] = cache_bytes(model, settings, envs, element_size) / 1e9
+        row["ceiling_s_per_step"] = ours_flops / peak + row["seqrl_cache_gb_per_step"] * 1e9 / bandwidth
+        row["ceiling_pct_peak"] = 100 * ours_flops / peak / row["ceiling_s_per_step"]
+        row["seqrl_pct_of_ceiling"] = 100 * row["ceiling_s_per_step"] / ours
         results.append(row)
         label = f"{envs} env{'s' if envs > 1 else ''}"
         print(f"{label}:")
@@ -532,6 +583,9 @@ def main() -> None:
         for name, (peak, _) in peaks.items():
             print(f"  fraction of the {name} matmul peak: seqrl {row[f'seqrl_pct_{name}_peak']:.1f}%, "
                   f"peer {row[f'peer_pct_{name}_peak']:.1f}%")
+        print(f"  ceiling: {row['ceiling_s_per_step']:.3f} s/step (matmuls at the {precision} peak + "
+              f"{row['seqrl_cache_gb_per_step']:.1f} GB of cache at {bandwidth / 1e9:.1f} GB/s) = "
+              f"{row['ceiling_pct_peak']:.1f}% of the {precision} peak; seqrl reaches {row['seqrl_pct_of_ceiling']:.1f}% of it")
     print(f"(the reference's own GPT.forward also applies its heads at every position: "
           f"+{peer_call[1] / 1e9:.2f} GFLOP per env step, not in the port, not counted above)")
 
@@ -553,6 +607,7 @@ def main() -> None:
                   "precision": precision, "prefix_tokens": prefix_len, "repeats": args.repeats,
                   "steps": args.steps, "peer_steps": args.peer_steps,
                   "peaks_gflops": {name: peak / 1e9 for name, (peak, _) in peaks.items()},
+                  "read_bandwidth_gb_s": bandwidth / 1e9,
                   "greedy_check": checks, "flop_check": flop_agreement, "results": results,
                   "raw_seconds": {"seqrl": {str(k): v for k, v in seqrl_times.items()},
                                   "peer": {str(k): v for k, v in peer_times.items()}}}
