@@ -339,12 +339,15 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_process_online_run_collects_on_both(pendulum_dir, tmp_path, one_launch_at_a_time):
     run = tmp_path / "ddp"
+    logs = tmp_path / "logs"  # each rank's stderr in its own file, so a failure shows every rank's traceback
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_port", str(free_port())]
+                "--master_port", str(free_port()), "--log-dir", str(logs), "--redirects", "2"]
     result = subprocess.run([*torchrun, "train.py", *iql_args(pendulum_dir, run, "--online.env_steps", "200",
                                                               "--online.checkpoint_every", "100")],
                             cwd=REPO, capture_output=True, text=True, timeout=600, env=SUBPROCESS_ENV, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = "".join(f"\n--- {path.relative_to(logs)} ---\n{path.read_text()[-2500:]}"
+                    for path in sorted(logs.rglob("stderr.log")))
+    assert result.returncode == 0, result.stderr[-1500:] + ranks
     assert result.stdout.strip().splitlines()[-1] == str(run.resolve())
     final = latest_checkpoint(run)
     state = trainer_state(final)
