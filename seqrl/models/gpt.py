@@ -72,19 +72,19 @@ def block_forward(block: GPT2Block, x: torch.Tensor, mask: torch.Tensor | None, 
     elif (store is not None and q.shape[-2] <= 4) or (q.device.type == "cpu" and q.dtype != torch.float32):
         out = matmul_attention(q, k, v, mask, attn.attn_dropout.p if training else 0.0)
     else:
-        dropout = attn.attn_dropout.p if training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # [B, nh, Nq, hd]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                             dropout_p=attn.attn_dropout.p if training else 0.0)  # [B, nh, Nq, hd]
     out = conv1d(out.transpose(1, 2).flatten(2), attn.c_proj.weight, attn.c_proj.bias)
-    x = x + F.dropout(out, attn.resid_dropout.p, training)
+    x = x + dropout(out, attn.resid_dropout.p, training)
     h = F.layer_norm(x, (hidden,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
     h = conv1d(mlp.act(conv1d(h, mlp.c_fc.weight, mlp.c_fc.bias)), mlp.c_proj.weight, mlp.c_proj.bias)
-    return x + F.dropout(h, mlp.dropout.p, training)
+    return x + dropout(h, mlp.dropout.p, training)
 
 
-def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: float = 0.0
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout_p: float = 0.0
                      ) -> torch.Tensor:
     """Softmax attention of queries [B, nh, Nq, hd] over keys/values [B, nh, L, hd] under the boolean
-    ``mask`` [B, 1, Nq, L] (no row fully masked), as two batched matmuls, with ``dropout`` on the weights.
+    ``mask`` [B, 1, Nq, L] (no row fully masked), as two batched matmuls, with dropout ``dropout_p`` on the weights.
 
     Two places where this beats SDPA on CPU (one thread, measured):
     - cached decoding with a few queries per row: SDPA's flash kernel took 4.8 ms against 1.5 ms for
@@ -98,4 +98,24 @@ def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     """
     scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # [B, nh, Nq, L]
     weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
-    return F.dropout(weights, dropout, dropout > 0).to(v.dtype) @ v
+    return dropout(weights, dropout_p, dropout_p > 0).to(v.dtype) @ v
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout(x, p, training)``, faster on CPU, where PyTorch draws one Bernoulli sample per element.
+
+    On CPU the keep mask comes from 16-bit lanes of 64-bit random integers (four elements per draw of the
+    seeded default generator): an element is dropped with probability ``q = round(p * 2^16) / 2^16``
+    (within 8e-6 of ``p``) and the kept ones are scaled by ``1 / (1 - q)``, so the expectation is ``x``.
+    For a Decision Transformer activation (3,840 x 128, bf16) this took 3.8 ms against 15 ms for
+    ``F.dropout``, whose ten calls per step were a fifth of the model's bf16 training step. Other devices
+    use ``F.dropout``.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training)
+    threshold = round(p * 65536)  # drop where a uniform 16-bit lane is below it
+    bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2**63, None)  # every bit random
+    keep = bits.view(torch.int16)[:x.numel()].view(x.shape) >= threshold - 32768
+    return x * keep.to(x.dtype).mul_(65536 / (65536 - threshold))

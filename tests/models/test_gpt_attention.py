@@ -1,5 +1,6 @@
 """The GPT blocks' matmul attention (used for cached decoding and for bf16 training on CPU) computes what
-PyTorch's SDPA computes, outputs and gradients alike, and its dropout drops attention weights."""
+PyTorch's SDPA computes, outputs and gradients alike; the blocks' dropout drops at its rate, keeps the mean and
+follows the seed."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_matmul_attention_dropout_zeroes_weights_and_rescales_the_rest():
     torch.manual_seed(0)
     q = torch.zeros(1, 1, 1, 4)  # equal scores: each of the 100 keys has weight 1/100
     k, v = torch.randn(1, 1, 100, 4), torch.eye(100)[None, None]  # value j is the one-hot j: out = weights
-    weights = matmul_attention(q, k, v, torch.ones(1, 1, 1, 100, dtype=torch.bool), dropout=0.5)[0, 0, 0]
+    weights = matmul_attention(q, k, v, torch.ones(1, 1, 1, 100, dtype=torch.bool), dropout_p=0.5)[0, 0, 0]
     dropped = weights == 0
     assert 20 < int(dropped.sum()) < 80
     torch.testing.assert_close(weights[~dropped], torch.full_like(weights[~dropped], 0.02))
@@ -63,3 +64,29 @@ def test_block_under_bf16_autocast_stays_close_to_float32(monkeypatch):
     assert calls == [torch.bfloat16]
     torch.testing.assert_close(low.float(), reference, atol=0.05, rtol=0.05)
     torch.testing.assert_close(grad_low, grad_reference, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_drops_at_rate_p_keeps_the_mean_and_passes_the_mask_to_the_gradient(p, dtype):
+    x = torch.full((1000, 101), 2.0, dtype=dtype, requires_grad=True)  # an odd size: lanes do not divide it
+    out = gpt.dropout(x, p, training=True)
+    dropped = out == 0
+    assert out.dtype == dtype and out.shape == x.shape
+    assert abs(dropped.float().mean().item() - p) < 0.005  # 101,000 draws: 5 standard deviations at p = 0.5
+    torch.testing.assert_close(out[~dropped].float(), torch.full_like(out[~dropped].float(), 2.0 / (1 - p)),
+                               rtol=1e-2 if dtype == torch.bfloat16 else 1e-4, atol=0)
+    assert abs(out.float().mean().item() - 2.0) < 0.05
+    (grad,) = torch.autograd.grad(out.float().sum(), x)
+    assert torch.equal(grad == 0, dropped)
+
+
+def test_dropout_follows_the_seed_and_is_the_identity_in_eval():
+    x = torch.randn(64, 60, 128)
+    torch.manual_seed(3)
+    first = gpt.dropout(x, 0.1, training=True)
+    torch.manual_seed(3)
+    assert torch.equal(first, gpt.dropout(x, 0.1, training=True))
+    assert not torch.equal(first, gpt.dropout(x, 0.1, training=True))
+    assert gpt.dropout(x, 0.1, training=False) is x
+    assert gpt.dropout(x, 0.0, training=True) is x

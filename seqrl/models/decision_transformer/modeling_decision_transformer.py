@@ -60,7 +60,7 @@ from torch import nn
 from transformers import GPT2Config
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
-from seqrl.models.gpt import block_forward, init_gpt2_module
+from seqrl.models.gpt import block_forward, dropout, init_gpt2_module
 
 from seqrl.models.decision_transformer.configuration_decision_transformer import DecisionTransformerConfig
 from seqrl.models.policy import PolicyError, SeqRLPolicy
@@ -146,7 +146,7 @@ class DecisionTransformer(SeqRLPolicy):
              self.embed_action(actions) + time],
             dim=2,
         )
-        return self.embed_dropout(self.embed_ln(tokens))
+        return dropout(self.embed_ln(tokens), self.embed_dropout.p, self.training)
 
     def _head(self, features: torch.Tensor) -> torch.Tensor:
         """Action prediction from final-norm state-token features [..., H] -> [..., act_dim]: the

@@ -34,7 +34,7 @@ from torch import nn
 from transformers import GPT2Config
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
-from seqrl.models.gpt import block_forward, init_gpt2_module
+from seqrl.models.gpt import block_forward, dropout, init_gpt2_module
 from seqrl.models.policy import SeqRLPolicy
 from seqrl.models.trajectory_transformer.configuration_trajectory_transformer import TrajectoryTransformerConfig
 from seqrl.models.trajectory_transformer.discretiser import Discretiser
@@ -120,7 +120,7 @@ class TrajectoryTransformer(SeqRLPolicy):
         dim, timestep = index % dims, torch.div(index, dims, rounding_mode="floor")
         rows = torch.where(tokens >= bins, dims * bins, tokens + dim * bins)
         time = self.embed_timestep(timestep.clamp(0, self.config.max_ep_len - 1))
-        return self.embed_dropout(self.embed_token(rows) + time)
+        return dropout(self.embed_token(rows) + time, self.embed_dropout.p, self.training)
 
     def run_blocks(self, x: torch.Tensor, mask: torch.Tensor | None, stores=None, attends=None) -> torch.Tensor:
         """The GPT-2 stack on embeddings [B, N, H] under ``mask``; ``stores[layer](k, v)`` files keys and
