@@ -60,8 +60,8 @@ float32 matmul peak (and the bf16 one with ``--mixed-precision bf16``, where bot
 own ``GPT.forward`` also applies its heads at every position; the port reads only the last, and that extra
 head work is printed separately, not timed.
 
-Note: the reference's Hopper-medium config replans every 5 steps (``plan_freq 5``); the per-episode
-figures here are 1000 x one plan (``plan_freq 1``, what seqrl does and the reference's base config).
+The per-episode figures are 1000 x one plan: ``plan_freq 1``, the reference's default and seqrl's, which
+every Hopper config of the reference keeps (``planner.plan_freq`` k plans every k steps, k times fewer).
 
 Usage (full settings: about 10 minutes on an idle 2-core CPU with one thread, mostly the peer):
 ``python benchmarks/bench_tt_plan.py [--policy DIR] [--envs 1 10] [--steps 1] [--peer-steps 1] [--repeats 3]

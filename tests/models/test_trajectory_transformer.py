@@ -246,7 +246,33 @@ def test_saved_and_loaded_policy_plans_identically(tmp_path):
     assert torch.equal(first_plan, second_plan)
 
 
+def test_plan_freq_executes_the_last_plan_between_searches_and_replans_an_env_that_starts():
+    model = tiny_model(horizon=3, beam_width=4, context=3, plan_freq=3)
+    dims, obs, act = model.config.transition_dim, model.config.state_dim, model.config.action_tokens
+    searched = []  # rows of each search
+    model.reset(2)
+    planner = model._planner
+    search = planner.search
+    planner.search = lambda model, settings, prefix, *rest: searched.append(prefix.shape[0]) or search(
+        model, settings, prefix, *rest)
+    observations = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
+    actions, plans = [], []
+    for step in range(4):
+        actions.append(model.act(observations + 0.1 * step, np.ones(2)))
+        plans.append(planner.last_plan.clone())
+    assert searched == [2, 2]  # at steps 0 and 3: every plan_freq steps
+    for step in (1, 2):  # in between, transition `step` of the plan made at step 0
+        tokens = plans[0][:, step * dims:step * dims + act]
+        expected = model.discretiser.decode(tokens, slice(obs, obs + act))
+        np.testing.assert_allclose(actions[step], model.unnormalize_actions(expected.float()).numpy(), rtol=1e-6)
+    # an env whose episode starts replans at once, alone
+    model.act(observations, np.ones(2), episode_starts=np.array([False, True]))
+    assert searched == [2, 2, 1]
+
+
 @pytest.mark.parametrize("setting, message", [
+    ({"plan_freq": 16}, "planner.plan_freq 16 is longer than the plan's horizon of 15"),
+    ({"plan_freq": 0}, "planner.plan_freq must be at least 1"),
     ({"beam_width": 0}, "planner.beam_width must be at least 1"),
     ({"horizon": 0}, "planner.horizon must be at least 1"),
     ({"context": 7}, "planner.context 7 is longer than the model's training window of 4"),

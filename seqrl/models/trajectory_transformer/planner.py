@@ -20,9 +20,11 @@ of ``envs * beams`` rows of one token over the cache, and nothing is recomputed.
 prefix and the plan under the banded mask of :func:`.modeling_trajectory_transformer.attention_mask`:
 each token sees the last ``context`` transitions up to its own, the reference's crop.
 
-Departures from the reference, and why: the stop token is never sampled (a plan does not end an
-episode); the reference's ``plan_freq`` (replanning every k steps, 5 in its Hopper-medium config) is
-not offered: every step is planned, as in its base config.
+With ``plan_freq`` k > 1 (the reference's option; its default, and seqrl's, is 1) an env replans only every
+k steps and in between executes the next actions of its last plan, as the reference's ``sequence[1:]``;
+an env that starts an episode replans at once, and only the envs due to replan are searched.
+
+Departure from the reference, and why: the stop token is never sampled (a plan does not end an episode).
 """
 
 from __future__ import annotations
@@ -63,10 +65,13 @@ class PlannerConfig:
     model's whole predicted distribution."""
     seed: int | None = None
     """Seed of the sampling generator, re-seeded at every ``reset`` [0]."""
+    plan_freq: int | None = None
+    """Replan every k env steps, executing the last plan's next actions in between; at most ``horizon`` [1].
+    The reference warns that Hopper and Walker2d are sensitive to it."""
 
 
 REFERENCE_DEFAULTS = PlannerConfig(horizon=15, beam_width=128, n_expand=2, context=5, k_obs=1, k_act=0,
-                                   cdf_act=0.6, k_reward=1, seed=0)
+                                   cdf_act=0.6, k_reward=1, seed=0, plan_freq=1)
 
 # Per-environment defaults (by the id's name before the version). HalfCheetah's horizon 5 is the
 # reference's (config/offline.py, where a beam of 32 is suggested but commented out; seqrl takes it, as
@@ -90,7 +95,7 @@ def resolve(planner: PlannerConfig | dict | None, env_id: str | None, window: in
     family = (env_id or "").split(":")[-1].split("-")[0]
     settings = {**asdict(REFERENCE_DEFAULTS), "context": min(REFERENCE_DEFAULTS.context, window),
                 **ENV_OVERRIDES.get(family, {}), **{k: v for k, v in given.items() if v is not None}}
-    for name in ("horizon", "beam_width", "n_expand", "context"):
+    for name in ("horizon", "beam_width", "n_expand", "context", "plan_freq"):
         if int(settings[name]) < 1:
             raise PlannerConfigError(f"planner.{name} must be at least 1, got {settings[name]}; set it to a positive "
                                      f"number (--algo.planner.{name} in train.py, --planner {name}=N in evaluate.py).")
@@ -99,6 +104,10 @@ def resolve(planner: PlannerConfig | dict | None, env_id: str | None, window: in
             f"planner.context {settings['context']} is longer than the model's training window of {window} "
             "transitions, so planning would attend further back than training ever did; set "
             f"--algo.planner.context to at most {window}, or train with a longer --algo.window.")
+    if settings["plan_freq"] > settings["horizon"]:
+        raise PlannerConfigError(
+            f"planner.plan_freq {settings['plan_freq']} is longer than the plan's horizon of {settings['horizon']} "
+            "transitions, so the plan would run out of actions; set plan_freq to at most the horizon.")
     if not 0.0 <= float(settings["cdf_act"]) < 1.0:
         raise PlannerConfigError(f"planner.cdf_act must be in [0, 1), got {settings['cdf_act']}.")
     for name in ("k_obs", "k_act", "k_reward"):
@@ -353,7 +362,8 @@ class Planner:
         self.last = None  # tokens [B, S + A] of the previous observation and action
         self.pending_start = torch.ones(batch, dtype=torch.bool, device=device)
         self.generator = torch.Generator(device=device).manual_seed(int(self.settings["seed"]))
-        self.last_plan = None
+        self.last_plan = None  # [B, horizon * D - S]: each env's current plan
+        self.since_plan = torch.zeros(batch, dtype=torch.long, device=device)  # env steps executed from it
 
     def act(self, observations: torch.Tensor, rewards: torch.Tensor, starts: torch.Tensor | None) -> torch.Tensor:
         model, cfg = self.model, self.model.config
@@ -378,9 +388,19 @@ class Planner:
         valid = torch.cat([self.history_valid, torch.ones_like(observation_tokens, dtype=torch.bool)], 1)
         first = (self.timestep - (self.settings["context"] - 1)) * dims  # global index of the prefix's start
         index = first[:, None] + torch.arange(prefix.shape[1], device=prefix.device)
-        plan, _ = self.search(model, self.settings, prefix, index, valid, self.generator)
-        self.last_plan = plan
-        action_tokens = plan[:, :cfg.action_tokens]
+        due = starts | (self.since_plan >= self.settings["plan_freq"]) if self.last_plan is not None else None
+        if due is None or bool(due.all()):
+            self.last_plan, _ = self.search(model, self.settings, prefix, index, valid, self.generator)
+            self.since_plan = torch.zeros_like(self.since_plan)
+        elif bool(due.any()):  # only the envs due to replan are searched
+            rows = due.nonzero()[:, 0]
+            self.last_plan[rows], _ = self.search(model, self.settings, prefix[rows], index[rows], valid[rows],
+                                                  self.generator)
+            self.since_plan[rows] = 0
+        # this step's action tokens: transition since_plan of each env's plan (a plan starts at an action token)
+        columns = (self.since_plan * dims)[:, None] + torch.arange(cfg.action_tokens, device=prefix.device)
+        action_tokens = self.last_plan.gather(1, columns)  # [B, A]
+        self.since_plan = self.since_plan + 1
         self.last = torch.cat([observation_tokens, action_tokens], 1)
         actions = disc.decode(action_tokens, slice(obs, obs + cfg.action_tokens))  # [B, A]
         return actions.round().long()[:, 0] if cfg.discrete_actions else actions
