@@ -77,6 +77,9 @@ def test_dropout_drops_at_rate_p_keeps_the_mean_and_passes_the_mask_to_the_gradi
     torch.testing.assert_close(out[~dropped].float(), torch.full_like(out[~dropped].float(), 2.0 / (1 - p)),
                                rtol=1e-2 if dtype == torch.bfloat16 else 1e-4, atol=0)
     assert abs(out.float().mean().item() - 2.0) < 0.05
+    # the kept values carry the exact scale, rounded once: bf16(2 / (1 - q)) with q = round(p * 2^16) / 2^16
+    scale = 65536 / (65536 - round(p * 65536))
+    assert torch.equal(out[~dropped], torch.tensor(2.0 * scale, dtype=dtype).expand(out[~dropped].shape))
     (grad,) = torch.autograd.grad(out.float().sum(), x)
     assert torch.equal(grad == 0, dropped)
 
