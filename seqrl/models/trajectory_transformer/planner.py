@@ -199,10 +199,10 @@ class CachedDecoder:
         # Into the spare buffer of the last step, not a new one: a fresh ring of tens of MB is page-faulted
         # in on every write (a 42 MB copy took 24 ms fresh against 9 ms into a reused buffer).
         parents = torch.div(rows, self.fan, rounding_mode="floor")
-        shape = (*self.ring.shape[:2], rows.shape[0], *self.ring.shape[3:])
         if self.ring.requires_grad:  # out= is not differentiable; planning runs without gradients anyway
             self.ring = self.ring.index_select(2, parents)
         else:
+            shape = (*self.ring.shape[:2], rows.shape[0], *self.ring.shape[3:])
             if self.spare is None or self.spare.shape != shape or self.spare.dtype != self.ring.dtype:
                 self.spare = self.ring.new_empty(shape)
             torch.index_select(self.ring, 2, parents, out=self.spare)
@@ -388,8 +388,8 @@ class Planner:
         valid = torch.cat([self.history_valid, torch.ones_like(observation_tokens, dtype=torch.bool)], 1)
         first = (self.timestep - (self.settings["context"] - 1)) * dims  # global index of the prefix's start
         index = first[:, None] + torch.arange(prefix.shape[1], device=prefix.device)
-        due = starts | (self.since_plan >= self.settings["plan_freq"]) if self.last_plan is not None else None
-        if due is None or bool(due.all()):
+        due = starts | (self.since_plan >= self.settings["plan_freq"])  # every env at the first call (pending_start)
+        if bool(due.all()):
             self.last_plan, _ = self.search(model, self.settings, prefix, index, valid, self.generator)
             self.since_plan = torch.zeros_like(self.since_plan)
         elif bool(due.any()):  # only the envs due to replan are searched
