@@ -89,8 +89,9 @@ class TrainConfig:
     """How many of the newest checkpoints to keep."""
     mixed_precision: str = "auto"
     """"auto" (the setting of `accelerate launch --mixed_precision` or `accelerate config` when launched through
-    Accelerate, else bf16 autocast on GPUs that support it and float32 elsewhere), "no", "bf16" or "fp16". "bf16" also runs
-    on CPUs, natively fast on those with AVX512-BF16 or AMX; weights and optimizer state stay float32."""
+    Accelerate, else bf16 autocast on GPUs that support it and on CPUs with AMX-BF16 or AVX512-BF16, float32
+    elsewhere; the run's first lines say which), "no" (float32), "bf16" or "fp16". Under bf16, weights and optimizer
+    state stay float32."""
     compile: bool = False
     """Compile the algorithm with torch.compile."""
     push_to_hub: str | None = None

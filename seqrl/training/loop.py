@@ -38,6 +38,7 @@ from seqrl.training.memory import keep_freed_memory
 from seqrl.training.setup import (
     build_optimizer,
     check_compatible,
+    describe_precision,
     initialize_from,
     make_accelerator,
     params_by_name,
@@ -64,6 +65,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path, int], None] | None = 
     accelerator = make_accelerator(cfg, run_dir, entry.algorithm.find_unused_parameters)
     log.debug(f"Accelerator: {accelerator.num_processes} process(es) on {accelerator.device}, mixed precision "
               f"{accelerator.mixed_precision}, trackers: {cfg.report_to}")
+    _main_log(accelerator)(describe_precision(cfg.mixed_precision, accelerator))
     set_seed(cfg.seed)  # identical initial weights on every process
     with accelerator.main_process_first():  # the main process generates or caches the data once
         dataset = load_training_data(cfg, _main_log(accelerator))

@@ -9,16 +9,20 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import seqrl
 from seqrl.parsing import ConfigError
+from seqrl.training import setup
 from seqrl.training.cli import parse_train_args
 from seqrl.training.config import TrainConfig
 from seqrl.training.loop import train
-from seqrl.training.setup import resolve_precision
+from seqrl.training.setup import describe_precision, resolve_precision
 
 from ..conftest import REPO
 from .test_train import tiny_args
@@ -90,6 +94,36 @@ def test_auto_precision_defers_to_accelerate_launch_and_a_named_one_wins(monkeyp
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # what `accelerate launch --mixed_precision` sets
     assert resolve_precision("auto") is None  # Accelerator(mixed_precision=None) reads the launcher's
     assert resolve_precision("no") == "no"
+
+
+@pytest.mark.parametrize(("instructions", "expected"), [("AMX-BF16", "bf16"), ("AVX512-BF16", "bf16"), (None, "no")])
+def test_auto_precision_is_bf16_on_cpus_with_native_bf16_and_says_so(monkeypatch, instructions, expected):
+    """Without a launcher setting or an accelerator, auto follows the CPU's bf16 instructions, and the run's
+    first lines say what it chose and why."""
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(setup, "cpu_bf16_instructions", lambda: instructions)
+    assert resolve_precision("auto") == expected
+    assert resolve_precision("no") == "no" and resolve_precision("bf16") == "bf16"  # a named precision wins
+
+    line = describe_precision("auto", SimpleNamespace(mixed_precision=expected, device=torch.device("cpu")))
+    if instructions:
+        assert line == (f"Precision: bf16 autocast (float32 weights and optimizer state), chosen by --mixed_precision "
+                        f"auto: this CPU has {instructions}; --mixed_precision no for float32.")
+    else:
+        assert line.startswith("Precision: float32, chosen by --mixed_precision auto: this CPU has no native bf16")
+    named = describe_precision("no", SimpleNamespace(mixed_precision="no", device=torch.device("cpu")))
+    assert named == "Precision: float32 (--mixed_precision no)."
+
+
+def test_cpu_bf16_detection_agrees_with_the_cpu_flags():
+    """The detection reads PyTorch's CPU capability probe; on Linux the kernel's flags say the same."""
+    flags_file = Path("/proc/cpuinfo")
+    if not flags_file.exists():
+        pytest.skip("no /proc/cpuinfo to compare with")
+    flags = set(next(line for line in flags_file.read_text().splitlines() if line.startswith("flags")).split())
+    expected = "AMX-BF16" if {"amx_bf16", "amx_tile"} <= flags else "AVX512-BF16" if "avx512_bf16" in flags else None
+    assert setup.cpu_bf16_instructions() == expected
 
 
 @pytest.mark.slow  # two Python starts (about 25 s on 2 cores)

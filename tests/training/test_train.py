@@ -101,7 +101,9 @@ def test_two_processes_draw_different_data_and_only_main_writes(pendulum_dir, tm
                                                               "--algo.warmup_steps", "10")],
                             cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines() == [str(run.resolve())]  # printed once, by the main process
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == str(run.resolve()) and lines.count(lines[-1]) == 1  # printed once, by the main process
+    assert sum(line.startswith("Precision: ") for line in lines) == 1, lines  # the main process says it, once
     events = list((run / "logs").rglob("events.out.tfevents.*"))
     assert len({e.name.split(".")[-2] for e in events}) == 1, f"TensorBoard files from several processes: {events}"
     # The warm-up counts gradient steps, whatever the number of processes: step / 10 of the rate after
