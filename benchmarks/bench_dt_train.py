@@ -43,7 +43,7 @@ loaded, or with ``--dataset synthetic``, a synthetic Hopper-shaped dataset (obs 
 1000-step episodes, ``--synthetic-steps`` steps).
 
 Usage: ``python benchmarks/bench_dt_train.py [--dataset mujoco/hopper/medium-v0] [--steps 50]
-[--warmup 10] [--repeats 5] [--threads N] [--compile] [--mixed-precision no] [--no-breakdown]
+[--warmup 10] [--repeats 5] [--threads N] [--compile] [--mixed-precision auto|no|bf16] [--no-breakdown]
 [--peak-sizes 1024 2048]``
 """
 
@@ -295,8 +295,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads (both sides)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the seqrl algorithm (as TrainConfig.compile)")
-    parser.add_argument("--mixed-precision", default="no", choices=("no", "auto", "bf16", "fp16"),
-                        help="seqrl's TrainConfig.mixed_precision (the peer always runs float32); 'no' keeps both float32")
+    parser.add_argument("--mixed-precision", default="auto", choices=("no", "auto", "bf16", "fp16"),
+                        help="seqrl's TrainConfig.mixed_precision (default auto, as train.py: bf16 on CPUs with native "
+                             "bf16); the peer always runs float32; 'no' keeps both float32")
     parser.add_argument("--breakdown", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the samplers alone")
     parser.add_argument("--peak-sizes", type=int, nargs="+", default=[1024, 2048], help="square matmul sizes for the peak")

@@ -15,15 +15,17 @@ FLOP bound: the matmul FLOPs of one seqrl update (forward and backward, counted 
 ``torch.utils.flop_counter.FlopCounterMode``) against the matmul peak measured in the same run with the
 same threads; updates/s at 100% would be ``peak / FLOPs``.
 
-``--mixed-precision bf16`` trains the seqrl side under bf16 autocast (``train.py --mixed_precision
-bf16``; weights, optimizer and losses stay float32) and measures the peak as a bf16 matmul. d3rlpy has
+``--mixed-precision`` is seqrl's ``train.py --mixed_precision``: by default ``auto``, bf16 autocast on CPUs with
+native bf16 (AMX-BF16 or AVX512-BF16; weights, optimizer and losses stay float32), where the peak is then measured
+as a bf16 matmul, and float32 elsewhere; ``no`` forces float32. ``--compile`` times seqrl's algorithm under
+``torch.compile`` (``train.py --compile true``; its compilation happens in the untimed warm-up). d3rlpy has
 no mixed precision, so its side stays float32 and its bound column is then against the bf16 peak too.
 
 Set up the peer once (``PEER_SETUP``): ``python -m venv .venv-d3rlpy && .venv-d3rlpy/bin/pip install torch==2.13.0
 d3rlpy 'gymnasium[mujoco]==1.0.0'``.
 
 Usage: ``python benchmarks/bench_value_speed.py [--algos cql iql bcq] [--steps 200] [--repeats 3]
-[--threads 1] [--mixed-precision no|bf16] [--d3rlpy-python .venv-d3rlpy/bin/python]``
+[--threads 1] [--mixed-precision auto|no|bf16] [--compile] [--d3rlpy-python .venv-d3rlpy/bin/python]``
 """
 
 from __future__ import annotations
@@ -116,13 +118,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--d3rlpy-python", default=os.environ.get("D3RLPY_PYTHON", ".venv-d3rlpy/bin/python"))
     parser.add_argument("--peak-sizes", type=int, nargs="+", default=[1024, 2048])
-    parser.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
-                        help="seqrl's autocast (d3rlpy has none and stays float32)")
+    parser.add_argument("--mixed-precision", choices=["auto", "no", "bf16"], default="auto",
+                        help="seqrl's autocast, as train.py --mixed_precision (default auto: bf16 on CPUs with native "
+                             "bf16, else float32); d3rlpy has none and stays float32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the seqrl algorithm (train.py --compile true)")
     args = parser.parse_args()
     require_peer(args.d3rlpy_python)
 
     from seqrl import registry
     from seqrl.data.sources import load_dataset
+    from seqrl.training.setup import resolve_precision
+
+    args.mixed_precision = resolve_precision(args.mixed_precision) or os.environ["ACCELERATE_MIXED_PRECISION"]
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("MINARI_DATASETS_PATH", DEFAULT_MINARI_PATH)
@@ -132,7 +139,7 @@ def main() -> None:
     peak, peak_size = matmul_peak(args.peak_sizes, 5, device, getattr(torch, precision))
     print(f"{args.dataset}: {dataset.num_rows:,} steps; {args.threads} threads; {args.steps} updates x {args.repeats} "
           f"repeats per side (after {args.warmup}), median; seqrl in {precision}, d3rlpy in float32; {precision} "
-          f"matmul peak {peak / 1e9:.1f} GFLOP/s at {peak_size}")
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s at {peak_size}{'; seqrl compiled' if args.compile else ''}")
     print(f"{'algo':>5} {'seqrl upd/s':>12} {'d3rlpy upd/s':>13} {'ratio':>7} {'GFLOP/upd':>10} {'bound upd/s':>12} "
           f"{'seqrl % of bound':>17} {'d3rlpy % of bound':>18}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,7 +147,7 @@ def main() -> None:
         export_transitions(dataset, data)
         for name in args.algos:
             config = registry.get(name).config()
-            trainer = SeqrlTrainer(name, config, dataset, Path(tmp) / name, mixed_precision=args.mixed_precision)
+            trainer = SeqrlTrainer(name, config, dataset, Path(tmp) / name, args.compile, args.mixed_precision)
             ours = statistics.median(seqrl_rates(trainer, args.warmup, args.steps, args.repeats))
             flops = update_flops(trainer)
             peer = d3rlpy_rates(args.d3rlpy_python, data, name, config, args)
