@@ -52,7 +52,7 @@ def resolve_precision(precision: str) -> str | None:
     ACCELERATE_MIXED_PRECISION) where the run was launched with them (None: Accelerate reads them), else picks bf16
     autocast where the hardware runs bf16 natively (GPUs that support it; CPUs with AMX-BF16 or AVX512-BF16, see
     :func:`cpu_bf16_instructions`) and float32 elsewhere. On Hopper, bf16 training scored within seed noise of
-    float32 for IQL, TD3+BC, BC and DT (README, "bf16 by default"). A precision the user names wins."""
+    float32 for IQL, TD3+BC, BC and DT (README, "bf16 against float32"). A precision the user names wins."""
     if precision != "auto":
         return precision
     if os.environ.get("ACCELERATE_MIXED_PRECISION"):
