@@ -63,6 +63,7 @@ from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 from seqrl.models.gpt import block_forward, dropout, init_gpt2_module
 
 from seqrl.models.decision_transformer.configuration_decision_transformer import DecisionTransformerConfig
+from seqrl.models.decision_transformer.kv_ring import KeyValueRing
 from seqrl.models.policy import PolicyError, SeqRLPolicy
 
 TOKENS_PER_STEP = 3  # (return-to-go, state, action)
@@ -233,16 +234,11 @@ class DecisionTransformer(SeqRLPolicy):
                 "attention_mask": torch.zeros(batch_size, k, dtype=torch.bool, device=dev),
             }
             return
-        slots = TOKENS_PER_STEP * (cfg.acting_context_len + 1)
-        head_dim = cfg.hidden_size // cfg.n_head
-        self._keys = torch.zeros(cfg.n_layer, batch_size, cfg.n_head, slots, head_dim, device=dev, dtype=dtype)
-        self._values = torch.zeros_like(self._keys)
-        self._key_index = torch.zeros(batch_size, slots, dtype=torch.long, device=dev)  # token index 3t+slot
-        self._key_valid = torch.zeros(batch_size, slots, dtype=torch.bool, device=dev)
+        self._ring_offsets = torch.tensor([-1, 0, 0], device=dev)
+        self._ring = KeyValueRing(self.blocks, cfg.n_head, batch_size, cfg.acting_context_len, cfg.hidden_size,
+                                  dtype, dev)
         self._prev_action = torch.zeros(batch_size, *(() if cfg.discrete_actions else (cfg.act_dim,)), device=dev,
                                         dtype=torch.long if cfg.discrete_actions else dtype)
-        self._ring_pos = 0
-        self._own = torch.eye(TOKENS_PER_STEP, dtype=torch.bool, device=dev)
 
     def _act(self, observations, rewards, episode_starts) -> torch.Tensor:
         starts = self._pending_start if episode_starts is None else episode_starts | self._pending_start
@@ -264,7 +260,6 @@ class DecisionTransformer(SeqRLPolicy):
             self._window["actions"][:, -1] = action.to(self._window["actions"].dtype)
         else:
             self._prev_action = action.to(self._prev_action.dtype)
-            self._ring_pos = (self._ring_pos + TOKENS_PER_STEP) % self._keys.shape[3]
         self._step = self._step + 1
         return action
 
@@ -282,36 +277,14 @@ class DecisionTransformer(SeqRLPolicy):
         return features[:, -1]
 
     def _cached_features(self, observations, starts) -> torch.Tensor:
-        """State-token features [B, H] from the 3 new tokens over the key/value ring (cached mode)."""
-        cfg = self.config
-        self._key_valid &= ~starts[:, None]
-        step = self._step  # [B]
-        prev_step = (step - 1).clamp(min=0)
-        timesteps = torch.stack([prev_step, step, step], dim=1)  # [B, 3] for (a_{t-1}, R_t, s_t)
-        time = self.embed_timestep(timesteps.clamp(max=cfg.max_ep_len - 1))  # [B, 3, H]
-        rtg = (self._return_to_go * cfg.return_scale)[:, None]
-        tokens = torch.stack([
-            self.embed_action(self._prev_action) + time[:, 0],
-            self.embed_return(rtg.to(time.dtype)) + time[:, 1],
-            self.embed_state(observations.to(time.dtype)) + time[:, 2],
-        ], dim=1)
-        x = self.embed_ln(tokens)  # [B, 3, H]
-
-        # Write the new tokens' bookkeeping into the ring, then attend over the whole ring: attention
-        # does not depend on slot order, only on the mask, so the ring never needs shifting.
-        pos = slice(self._ring_pos, self._ring_pos + TOKENS_PER_STEP)
-        query_index = torch.stack([3 * prev_step + 2, 3 * step, 3 * step + 1], dim=1)  # [B, 3]
-        self._key_index[:, pos] = query_index
-        self._key_valid[:, pos] = torch.stack([step > 0, torch.ones_like(starts), torch.ones_like(starts)], dim=1)
-        mask = band_mask(query_index, self._key_index, self._key_valid, cfg.acting_context_len)  # [B, 1, 3, slots]
-        mask[:, :, :, pos] |= self._own  # each new token sees itself (see band_mask)
-        for layer, block in enumerate(self.blocks):
-            def store(k, v, layer=layer):
-                self._keys[layer, :, :, pos] = k
-                self._values[layer, :, :, pos] = v
-                return self._keys[layer], self._values[layer]
-
-            last = layer == cfg.n_layer - 1  # the last block needs only the state token's output
-            x = block_forward(block, x, mask[:, :, 2:] if last else mask, cfg.n_head, store,
-                               queries=slice(2, 3) if last else None)
-        return self.ln_f(x[:, 0])  # [B, H]
+        """State-token features [B, H] from the 3 new tokens ``[a_{t-1}, R_t, s_t]`` over the key/value ring
+        (cached mode; see :mod:`.kv_ring`)."""
+        cfg, step = self.config, self._step  # [B]
+        offsets = self._ring_offsets  # timesteps of the 3 tokens: t - 1, t, t
+        time = self.embed_timestep((step[:, None] + offsets).clamp_(0, cfg.max_ep_len - 1))  # [B, 3, H]
+        rtg = (self._return_to_go * cfg.return_scale).to(time.dtype)[:, None]  # [B, 1]
+        tokens = torch.stack([self.embed_action(self._prev_action),
+                              torch.addmm(self.embed_return.bias, rtg, self.embed_return.weight.t()),
+                              self.embed_state(observations.to(time.dtype))], dim=1) + time
+        x = F.layer_norm(tokens, (cfg.hidden_size,), self.embed_ln.weight, self.embed_ln.bias, self.embed_ln.eps)
+        return self.ln_f(self._ring.step(x, step))  # [B, H]
