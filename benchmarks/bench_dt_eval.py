@@ -17,6 +17,9 @@ episode runs its full 1000 steps and both sides step the environment equally oft
 
 The simulator bounds the ratio: the same vector env stepped with zero actions and no policy
 (``env only``) is timed in the same repeats, and its rate over the peer's is printed as the ceiling.
+A second, lower ceiling adds what the policy cannot avoid: the matmul FLOPs of one cached act for the
+vector env (counted with ``torch.utils.flop_counter``) at the float32 matmul peak measured in the same
+run; seqrl's rate is printed as a fraction of both.
 
 Each side runs ``--episodes`` episodes per repeat (under ``torch.inference_mode()``, both with the
 same ``--threads``); repeats alternate the order; the median env-steps/s and the ratio seqrl/peer are
@@ -36,6 +39,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
+from common import matmul_peak
 
 from seqrl.models.decision_transformer.configuration_decision_transformer import ACTING_DEFAULT, ACTING_MODES
 
@@ -159,6 +163,21 @@ def env_only_episodes(episodes: int, num_envs: int, seed: int) -> int:
     return episodes * MAX_EP_LEN
 
 
+def act_flops(policy, num_envs: int, state_dim: int) -> int:
+    """Matmul FLOPs of one ``policy.act`` for ``num_envs`` envs with a full context (FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    observations = np.zeros((num_envs, state_dim), np.float32)
+    rewards, starts = np.zeros(num_envs, np.float32), np.zeros(num_envs, bool)
+    with torch.inference_mode():
+        policy.reset(num_envs, TARGET_RETURN)
+        for _ in range(CONTEXT_LEN):
+            policy.act(observations, rewards, starts)
+        with FlopCounterMode(display=False) as counter:
+            policy.act(observations, rewards, starts)
+    return counter.get_total_flops()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=10, help="episodes per side and repeat")
@@ -169,6 +188,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads (both sides)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--acting", choices=ACTING_MODES, default=ACTING_DEFAULT, help="seqrl's DT acting mode")
+    parser.add_argument("--peak-sizes", type=int, nargs="+", default=[256, 512, 1024],
+                        help="square matmul sizes for the float32 peak")
     args = parser.parse_args()
 
     import transformers
@@ -211,6 +232,10 @@ def main() -> None:
     median = {name: statistics.median(values) for name, values in rates.items()}
 
     num_envs = max(1, min(args.num_envs, args.episodes))
+    flops = act_flops(policy, num_envs, state_dim)
+    peak, peak_size = matmul_peak(args.peak_sizes, 5, torch.device("cpu"))
+    # per vector step: the simulator's time plus the policy's FLOPs at the peak
+    bound = num_envs / (num_envs / median["env only"] + flops / peak)
     print(f"{ENV_ID} {ENV_KWARGS}, untrained DT (K={CONTEXT_LEN}, hidden {HIDDEN}, {N_LAYER} layers, {N_HEAD} head), "
           f"{args.threads} threads, {args.episodes} episodes per side (the peer {args.peer_episodes or args.episodes}), "
           f"median of {args.repeats} repeats:")
@@ -223,6 +248,11 @@ def main() -> None:
     print(f"  ceiling: the vector env alone (no policy)        : {median['env only']:10,.0f} env-steps/s "
           f"= {median['env only'] / median['peer']:.2f}x the peer")
     print(f"  seqrl reaches {100 * median['seqrl'] / median['env only']:.1f}% of the simulator-only ceiling")
+    print(f"  policy: {flops / 1e6:.1f} MFLOP of matmuls per act for {num_envs} envs = {1e3 * flops / peak:.2f} ms at "
+          f"the float32 matmul peak ({peak / 1e9:.1f} GFLOP/s, n={peak_size})")
+    print(f"  ceiling with those FLOPs (simulator + policy at peak): {bound:10,.0f} env-steps/s "
+          f"= {100 * bound / median['env only']:.1f}% of the simulator-only one; seqrl reaches "
+          f"{100 * median['seqrl'] / bound:.1f}% of it")
     if steps_taken["peer"] != steps_taken["seqrl"] and not args.peer_episodes:
         print(f"  warning: the step counts differ ({steps_taken['peer']} vs {steps_taken['seqrl']})")
 
