@@ -35,7 +35,8 @@ it). The same count is used for both sides, so the peer's unused work (that, and
 heads) is not credited. The achieved FLOP/s are
 compared with a float32 matmul peak measured in the same run with the same threads (median time of
 repeated square matmuls of each ``--peak-sizes``; the best size counts; measured before and after
-the training repeats, the higher of the two is used).
+the training repeats, the higher of the two is used). When seqrl trains under bf16 autocast, the bf16
+matmul peak of the same sizes is measured too and seqrl's fraction of it printed.
 
 Data: ``--dataset`` (default ``mujoco/hopper/medium-v0``, read from ``MINARI_DATASETS_PATH``, default
 ``../shared/datasets/minari`` beside the repository) through ``seqrl.data.sources.load_dataset``; if it cannot be
@@ -344,6 +345,8 @@ def main() -> None:
                     sample_rates[name].append(BATCH_SIZE * args.steps / timed(sides[name].sample, next_step, args.steps, device))
             next_step += args.steps
         peak_after = matmul_peak(args.peak_sizes, args.peak_repeats, device)
+        bf16 = seqrl_side.accelerator.mixed_precision == "bf16"
+        bf16_peak = matmul_peak(args.peak_sizes, args.peak_repeats, device, torch.bfloat16) if bf16 else None
 
     seqrl_params = sum(p.numel() for p in seqrl_side.unwrapped.parameters())
     peer_params = sum(p.numel() for p in peer_side.model.parameters())
@@ -373,6 +376,10 @@ def main() -> None:
     for name in ("peer", "seqrl"):
         achieved = flops * rates[name] / BATCH_SIZE
         print(f"  FLOP utilisation {name:5}: {achieved / 1e9:8.2f} GFLOP/s = {100 * achieved / peak:5.1f}% of the peak")
+    if bf16_peak:  # seqrl trained under bf16 autocast: its bound is the bf16 matmul peak
+        achieved = flops * rates["seqrl"] / BATCH_SIZE
+        print(f"bf16 matmul peak (same sizes): {bf16_peak[0] / 1e9:.1f} GFLOP/s at {bf16_peak[1]}; seqrl reaches "
+              f"{100 * achieved / bf16_peak[0]:.1f}% of it")
 
 
 if __name__ == "__main__":
