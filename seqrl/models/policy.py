@@ -58,6 +58,21 @@ class SeqRLPolicy(PreTrainedModel):
             self.save_pretrained(folder)
             return push_policy(folder, repo_id, **options)
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """transformers' ``from_pretrained``, with every CPU tensor moved into memory of its own: tensors
+        read from ``model.safetensors`` can sit at any 8-byte offset of the file's buffer, and MKL's GEMMs
+        round differently on unaligned weights on some CPUs (measured on an AMD EPYC: a loaded DT's returns
+        differed from the same weights' in the training process in the 8th digit), so a loaded policy would
+        not act exactly as the one that was saved."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        policy = loaded[0] if isinstance(loaded, tuple) else loaded  # (policy, loading info) on request
+        with torch.no_grad():
+            for tensor in (*policy.parameters(), *policy.buffers()):
+                if tensor.device.type == "cpu":
+                    tensor.data = tensor.data.clone()  # PyTorch's allocator: 64-byte aligned
+        return loaded
+
     def __init__(self, config):
         super().__init__(config)
         discrete = getattr(config, "discrete_actions", False)

@@ -308,3 +308,18 @@ def test_exploring_samples_follow_the_head_distribution():
                                                   torch.zeros(1, 1, dtype=torch.long))
     torch.testing.assert_close(pre_tanh.mean(0), mean[0, 0], atol=0.05, rtol=0)
     torch.testing.assert_close(pre_tanh.std(0), log_std[0, 0].exp(), atol=0.05, rtol=0.03)
+
+
+def test_a_loaded_policy_owns_aligned_memory_and_acts_exactly_as_the_saved_one(tmp_path):
+    # Tensors read from model.safetensors may sit at any 8-byte offset; MKL rounds differently on unaligned
+    # weights on some CPUs, so from_pretrained copies them into PyTorch's (64-byte aligned) memory.
+    model = make_model(False)
+    model.save_pretrained(tmp_path)
+    loaded = DecisionTransformer.from_pretrained(tmp_path)
+    assert all(t.data_ptr() % 64 == 0 for t in loaded.parameters())
+    rng = np.random.default_rng(3)
+    observations = rng.normal(size=(2, 9, 3)).astype(np.float32)
+    rewards = rng.normal(size=(2, 9)).astype(np.float32)
+    targets = np.array([5.0, 10.0], dtype=np.float32)
+    np.testing.assert_array_equal(rollout_cached(loaded, observations, rewards, targets),
+                                  rollout_cached(model, observations, rewards, targets))
