@@ -14,18 +14,19 @@ so every mask the ring can need is precomputed once as an additive bias table
 slice with one index. The ring is never shifted: attention does not depend on slot order.
 
 Acting for a vector of envs is many tiny ops (3 tokens of width 128 per env, one step at a time), so a
-step is written as few fused ops as it can be: the scaled scores and the mask in one ``baddbmm``, one
-copy files a layer's new keys and values, the last block computes its output at the state token only,
-and no mask or index is rebuilt per step.
+step runs :func:`seqrl.models.gpt.block_forward` with an attention of its own: the scaled scores and the
+mask in one ``baddbmm`` over the ring, the last block computes its output at the state token only, and no
+mask or index is rebuilt per step.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from seqrl.models.gpt import conv1d
+from seqrl.models.gpt import block_forward
 
 TOKENS_PER_STEP = 3  # (a_{t-1}, R_t, s_t) in the ring; (R_t, s_t, a_t) in training sequences
 
@@ -71,7 +72,7 @@ class KeyValueRing:
 
     def __init__(self, blocks: nn.ModuleList, n_head: int, batch_size: int, context_len: int, hidden: int,
                  dtype: torch.dtype, device) -> None:
-        self.blocks, self.n_head, self.hidden = blocks, n_head, hidden
+        self.blocks, self.n_head = blocks, n_head
         self.groups = context_len + 1
         self.keys_values = torch.zeros(len(blocks), 2, batch_size, n_head, TOKENS_PER_STEP * self.groups,
                                        hidden // n_head, dtype=dtype, device=device)
@@ -81,28 +82,29 @@ class KeyValueRing:
     def step(self, tokens: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         """Run the new tokens [B, 3, H] (embedded, before the first block) of envs at episode timesteps
         ``timestep`` [B] through the blocks; returns the last block's output at the state token [B, H]."""
-        batch, heads, hidden = tokens.shape[0], self.n_head, self.hidden
-        head_dim = hidden // heads
+        heads = self.n_head
         new = slice(TOKENS_PER_STEP * self.position, TOKENS_PER_STEP * (self.position + 1))
         # [B, 3, 3G] -> one row per (env, head), as baddbmm takes it
         bias = self.bias_table[self.position][timestep.clamp(max=self.groups)]
         bias = bias.repeat_interleave(heads, dim=0) if heads > 1 else bias
         x, last = tokens, len(self.blocks) - 1
         for layer, block in enumerate(self.blocks):
-            attn, mlp = block.attn, block.mlp
-            h = F.layer_norm(x, (hidden,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
-            qkv = conv1d(h, attn.c_attn.weight, attn.c_attn.bias)  # [B, 3, 3H]: q | k | v
-            cache = self.keys_values[layer]  # [2, B, nh, slots, hd]
-            cache[:, :, :, new] = qkv[..., hidden:].unflatten(-1, (2, heads, head_dim)).permute(2, 0, 3, 1, 4)
-            keys, values = (cache[i].reshape(batch * heads, -1, head_dim) for i in (0, 1))  # [B nh, slots, hd]
-            if layer == last:  # only the state token's output is read: one query per env
-                x, qkv, bias = x[:, 2:], qkv[:, 2:], bias[:, 2:]
-            queries = qkv.shape[1]
-            q = qkv[..., :hidden].unflatten(-1, (heads, head_dim)).transpose(1, 2).reshape(batch * heads, queries, head_dim)
-            weights = torch.baddbmm(bias, q, keys.transpose(1, 2), alpha=head_dim ** -0.5).softmax(-1)
-            out = (weights @ values).view(batch, heads, queries, head_dim).transpose(1, 2).reshape(batch, queries, hidden)
-            x = x + conv1d(out, attn.c_proj.weight, attn.c_proj.bias)
-            h = F.layer_norm(x, (hidden,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
-            x = x + conv1d(mlp.act(conv1d(h, mlp.c_fc.weight, mlp.c_fc.bias)), mlp.c_proj.weight, mlp.c_proj.bias)
+            queries = slice(2, 3) if layer == last else None  # the last block: only the state token is read
+            x = block_forward(block, x, None, heads, queries=queries, attend=partial(
+                self._attend, self.keys_values[layer], new, bias[:, 2:] if layer == last else bias))
         self.position = (self.position + 1) % self.groups
         return x[:, 0]
+
+    @staticmethod
+    def _attend(cache: torch.Tensor, new: slice, bias: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+                v: torch.Tensor) -> torch.Tensor:
+        """File the new keys and values [B, nh, 3, hd] in the layer's ``cache`` [2, B, nh, slots, hd] at ``new``,
+        then attend with queries [B, nh, Nq, hd] over the whole ring under ``bias`` [B nh, Nq, slots]: the
+        scaled scores and the mask in one ``baddbmm``. Returns [B, nh, Nq, hd]."""
+        cache[0, :, :, new] = k
+        cache[1, :, :, new] = v
+        batch, heads, queries, head_dim = q.shape
+        keys, values = (cache[i].reshape(batch * heads, -1, head_dim) for i in (0, 1))  # [B nh, slots, hd]
+        weights = torch.baddbmm(bias, q.reshape(batch * heads, queries, head_dim), keys.transpose(1, 2),
+                                alpha=head_dim ** -0.5).softmax(-1)
+        return (weights @ values).view(batch, heads, queries, head_dim)

@@ -63,10 +63,9 @@ from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 from seqrl.models.gpt import block_forward, dropout, init_gpt2_module
 
 from seqrl.models.decision_transformer.configuration_decision_transformer import DecisionTransformerConfig
-from seqrl.models.decision_transformer.kv_ring import KeyValueRing
+from seqrl.models.decision_transformer.kv_ring import TOKENS_PER_STEP, KeyValueRing
 from seqrl.models.policy import PolicyError, SeqRLPolicy
 
-TOKENS_PER_STEP = 3  # (return-to-go, state, action)
 
 
 def band_mask(query_index: torch.Tensor, key_index: torch.Tensor, key_valid: torch.Tensor, context_len: int) -> torch.Tensor:
