@@ -53,13 +53,24 @@ def resolve_precision(precision: str) -> str | None:
     autocast where the hardware runs bf16 natively (GPUs that support it; CPUs with AMX-BF16 or AVX512-BF16, see
     :func:`cpu_bf16_instructions`) and float32 elsewhere. On Hopper, bf16 training scored within seed noise of
     float32 for IQL, TD3+BC, BC and DT (README, "bf16 against float32"). A precision the user names wins."""
+    return _choose_precision(precision)[0]
+
+
+def _choose_precision(precision: str) -> tuple[str | None, str]:
+    """:func:`resolve_precision`'s choice and the reason for it, in words, for :func:`describe_precision`."""
     if precision != "auto":
-        return precision
+        return precision, f"--mixed_precision {precision}"
     if os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        return None
+        return None, "the setting of accelerate launch / accelerate config"
     if torch.accelerator.is_available():
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if cpu_bf16_instructions() else "no"
+        device = torch.accelerator.current_accelerator().type
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16", f"{device} supports bf16"
+        return "no", f"{device} lacks bf16"
+    instructions = cpu_bf16_instructions()
+    if instructions:
+        return "bf16", f"this CPU has {instructions}"
+    return "no", "this CPU has no native bf16 (AMX-BF16 or AVX512-BF16)"
 
 
 def cpu_bf16_instructions() -> str | None:
@@ -77,15 +88,9 @@ def describe_precision(requested: str, accelerator: Accelerator) -> str:
     """One line for the start of a run: the precision it trains in, and why when ``auto`` chose it."""
     used = {"no": "float32", "bf16": "bf16 autocast (float32 weights and optimizer state)",
             "fp16": "fp16 autocast with loss scaling"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+    why = _choose_precision(requested)[1]
     if requested != "auto":
-        return f"Precision: {used} (--mixed_precision {requested})."
-    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        why = "the setting of accelerate launch / accelerate config"
-    elif accelerator.device.type != "cpu":
-        why = f"{accelerator.device.type} {'supports' if accelerator.mixed_precision == 'bf16' else 'lacks'} bf16"
-    else:
-        instructions = cpu_bf16_instructions()
-        why = f"this CPU has {instructions}" if instructions else "this CPU has no native bf16 (AMX-BF16 or AVX512-BF16)"
+        return f"Precision: {used} ({why})."
     other = "--mixed_precision no for float32" if accelerator.mixed_precision == "bf16" else "--mixed_precision bf16 to force it"
     return f"Precision: {used}, chosen by --mixed_precision auto: {why}; {other}."
 
