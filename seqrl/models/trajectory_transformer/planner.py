@@ -172,6 +172,7 @@ class CachedDecoder:
         self.key_valid = torch.zeros(envs, self.slots, dtype=torch.bool, device=tokens.device)
         self.key_index[:, :length], self.key_valid[:, :length] = index, valid
         self.position, self.ring, self.spare, self.fan, self.local_slots = length % self.slots, None, None, 1, []
+        self.local_spare = None
         mask = attention_mask(index, index, valid, model.config.transition_dim, self.context)
         mask = mask | torch.diag_embed(~valid)[:, None]  # padded queries see themselves (see hidden_states)
         stores = [self._ring_store(layer, slice(0, length), slice(0, length)) for layer in range(model.config.n_layer)]
@@ -212,14 +213,25 @@ class CachedDecoder:
             self.ring[:, :, :, :, self.local_slots] = own
         self.fan, self.local, self.local_slots = 1, None, []
 
+    def _local_buffer(self, k: torch.Tensor) -> torch.Tensor:
+        """The candidates' local cache, [layers, 2, candidates, heads, D, head_dim], unfilled: only the slots
+        written since :meth:`expand` are read. Every search step reuses one buffer (a fresh one of some
+        16 MB per env was zeroed and page-faulted in on every step: 6 ms each)."""
+        cfg = self.model.config
+        shape = (cfg.n_layer, 2, k.shape[0], k.shape[1], cfg.transition_dim, k.shape[3])
+        if k.requires_grad:  # a buffer written in place cannot be reused while a graph holds it
+            return k.new_empty(shape)
+        if self.local_spare is None or self.local_spare.shape != shape or self.local_spare.dtype != k.dtype:
+            self.local_spare = k.new_empty(shape)
+        return self.local_spare
+
     def _local_attend(self, layer: int, ring_mask: torch.Tensor, local_mask: torch.Tensor):
         """``attend`` for layer ``layer`` while rows are candidates of ``fan`` per parent."""
         fan, position = self.fan, len(self.local_slots) - 1
 
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # [C, nh, 1, hd]
             if self.local is None:  # [layers, 2, candidates, heads, up to D tokens, head_dim]
-                self.local = k.new_zeros(self.model.config.n_layer, 2, k.shape[0], k.shape[1],
-                                         self.model.config.transition_dim, k.shape[3])
+                self.local = self._local_buffer(k)
             self.local[layer, 0, :, :, position] = k[:, :, 0]
             self.local[layer, 1, :, :, position] = v[:, :, 0]
             candidates, heads, _, width = q.shape
