@@ -82,6 +82,13 @@ def make_metadata(obs_dim=3, act_dim=2, discrete=False, action_space=None, **ove
 
 
 @pytest.fixture(scope="session")
+def builtin_minari_root(tmp_path_factory) -> Path:
+    """One Minari root for this worker's tests that use the built-in datasets (``seqrl/pendulum/mixed-v0``,
+    ``seqrl/cartpole/mixed-v0``): each is generated there on first use and read back after."""
+    return tmp_path_factory.mktemp("builtin-minari")
+
+
+@pytest.fixture(scope="session")
 def pendulum_dir(tmp_path_factory) -> Path:
     """12 noisy scripted Pendulum-v1 episodes (continuous actions, 2400 steps)."""
     return _collected_dataset(tmp_path_factory.mktemp("pendulum"), "Pendulum-v1", "test/pendulum-v0", 12)

@@ -124,12 +124,6 @@ def test_algo_name_alone_picks_a_built_in_job_the_algorithm_can_train_on(name):
         assert entry.algorithm.supports_discrete if discrete else entry.algorithm.supports_continuous, cfg.data.dataset
 
 
-@pytest.fixture(scope="session")
-def builtin_minari_root(tmp_path_factory):
-    """One Minari root for this worker's tests that train on the built-in datasets, so each is generated once."""
-    return tmp_path_factory.mktemp("builtin-minari")
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_trains_from_the_algo_name_alone(name, builtin_minari_root, tmp_path):
     """`python train.py --algo NAME` with nothing else that chooses the job trains: the shipped job's built-in

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from seqrl import registry
-from seqrl.data.sources import load_dataset
 from seqrl.training.cli import parse_train_args
 from seqrl.training.loop import train
 
@@ -20,15 +19,6 @@ from ..conftest import REPO
 DISCRETE_VALUE_BASED = [name for name in registry.names()
                         if registry.get(name).algorithm.supports_discrete
                         and registry.get(name).algorithm.data_shape == "transition"]
-
-
-@pytest.fixture(scope="module")
-def minari_root(tmp_path_factory):
-    """A Minari root holding seqrl/cartpole/mixed-v0, generated once for the module (about 15 s)."""
-    root = tmp_path_factory.mktemp("cartpole-minari")
-    with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(root)}):
-        load_dataset("seqrl/cartpole/mixed-v0")
-    return root
 
 
 @pytest.fixture
@@ -42,12 +32,12 @@ def one_thread():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", DISCRETE_VALUE_BASED)
-def test_discrete_algorithm_learns_cartpole_from_mixed_data(name, minari_root, tmp_path, one_thread):
+def test_discrete_algorithm_learns_cartpole_from_mixed_data(name, builtin_minari_root, tmp_path, one_thread):
     # A discrete-only form needs nothing but `--algo NAME` to find its shipped CartPole job
     # (configs/<family>/cartpole-mixed.yaml); the others default to Pendulum, so they are given the file.
     config = [] if not registry.get(name).algorithm.supports_continuous else [
         "--config", str(REPO / "configs" / name / "cartpole-mixed.yaml")]
-    with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(minari_root)}):
+    with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(builtin_minari_root)}):
         cfg = parse_train_args([*config, "--algo", name, "--output_dir", str(tmp_path / "run"), "--steps", "3000",
                                 "--checkpoint_every", "0", "--eval.episodes", "10", "--eval.num_envs", "10"],
                                config_dir=REPO / "configs")

@@ -12,10 +12,10 @@ from seqrl.data.sources import load_dataset, save_dataset
 
 
 @pytest.fixture(scope="session")
-def pendulum_builtin(tmp_path_factory) -> Path:
+def pendulum_builtin(builtin_minari_root, tmp_path_factory) -> Path:
     """``seqrl/pendulum/mixed-v0`` (random, medium and expert episodes), saved as a datasets folder."""
-    root = tmp_path_factory.mktemp("builtin")
-    with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(root / "minari")}):
+    with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(builtin_minari_root)}):
         dataset = load_dataset("seqrl/pendulum/mixed-v0")
-    save_dataset(dataset, root / "pendulum-mixed")
-    return root / "pendulum-mixed"
+    folder = tmp_path_factory.mktemp("builtin") / "pendulum-mixed"
+    save_dataset(dataset, folder)
+    return folder

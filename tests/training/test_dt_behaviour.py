@@ -16,8 +16,8 @@ from ..conftest import REPO
 
 
 @pytest.mark.slow
-def test_dt_reaches_a_higher_return_at_the_expert_target(tmp_path):
-    with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(tmp_path / "minari")}):
+def test_dt_reaches_a_higher_return_at_the_expert_target(builtin_minari_root, tmp_path):
+    with mock.patch.dict(os.environ, {"MINARI_DATASETS_PATH": str(builtin_minari_root)}):
         cfg = parse_train_args(["--config", str(REPO / "configs/dt/pendulum-mixed.yaml"), "--output_dir",
                                 str(tmp_path / "run"), "--steps", "1500", "--checkpoint_every", "0",
                                 "--eval.episodes", "10", "--eval.num_envs", "10"])
