@@ -226,6 +226,19 @@ def test_sample_tokens_filters_as_the_reference():
     assert sample_tokens(torch.zeros(50, 6), 0, 0.0, generator)[0].max() < 5  # never the stop token
 
 
+def test_sample_tokens_filters_the_bins_own_distribution_whatever_the_stop_token_holds():
+    """A row whose stop token holds most of the mass (the model expects the episode to have ended) still
+    samples among the bins, with the cdf cut made on the bins' distribution; equal bins all stay."""
+    generator = torch.Generator().manual_seed(0)
+    bins = torch.tensor([0.05, 0.1, 0.15, 0.3, 0.4])
+    stop_heavy = torch.log(torch.cat([bins * 0.3, torch.tensor([0.7])]))[None]  # 70% on the stop token
+    draws = torch.stack([sample_tokens(stop_heavy, 0, 0.6, generator)[0] for _ in range(200)])
+    assert set(draws.flatten().tolist()) == {3, 4}  # the same cut as without the stop token's share
+    uniform = torch.zeros(1, 6)
+    draws = torch.stack([sample_tokens(uniform, 0, 0.6, generator)[0] for _ in range(200)])
+    assert set(draws.flatten().tolist()) == {0, 1, 2, 3, 4}
+
+
 # --- acting, settings, saving ---------------------------------------------------------------------------------
 
 def act_twice(model, observations, seed_steps=3):

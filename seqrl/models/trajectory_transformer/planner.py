@@ -120,18 +120,24 @@ def sample_tokens(logits: torch.Tensor, top_k: int, cdf: float, generator: torch
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens [R] sampled from logits [R, N + 1], and the model's probabilities of the N bins [R, N].
 
-    The stop token is never sampled. ``cdf`` drops the least likely bins that together hold less than that
-    much probability (the reference's ``filter_cdf``), ``top_k`` keeps the k most likely (1: greedy, no
-    randomness used). The probabilities returned are the model's own, before any filter, with the stop
-    token's share left out and not renormalised: what the reference's ``value_expectation`` averages over.
+    The stop token is never sampled, so tokens are drawn from the bins' distribution (the model's, renormalised
+    without the stop token). ``cdf`` drops the least likely bins that together hold less than that much of
+    it (the reference's ``filter_cdf``; the most likely bin always stays), ``top_k`` keeps the k most likely
+    (1: greedy, no randomness used). The probabilities returned are the model's own, before any filter, with
+    the stop token's share left out and not renormalised: what the reference's ``value_expectation`` averages
+    over.
     """
     probs = logits.float().softmax(-1)[:, :-1]  # [R, N]
     logits = logits[:, :-1].float()
     if cdf > 0:
-        ascending, _ = probs.sort(-1)
+        # On the bins' own distribution: measured with the stop token's share in it, a row whose stop token
+        # holds more than 1 - cdf would have every bin below the cut, and nothing left to sample.
+        bins = logits.softmax(-1)  # [R, N]
+        ascending, _ = bins.sort(-1)
         below = ascending.cumsum(-1) < cdf  # [R, N] the least likely bins that hold < cdf of the mass
         threshold = ascending.masked_fill(~below, float("-inf")).amax(-1, keepdim=True)  # [R, 1]
-        logits = logits.masked_fill(probs <= threshold, float("-inf"))
+        drop = (bins <= threshold) & (bins < bins.amax(-1, keepdim=True))  # ties with the top bin stay
+        logits = logits.masked_fill(drop, float("-inf"))
     if top_k == 1:
         return logits.argmax(-1), probs
     if 0 < top_k < logits.shape[-1]:
