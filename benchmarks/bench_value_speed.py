@@ -60,12 +60,14 @@ def export_transitions(dataset, path: Path) -> None:
 
 
 def update_flops(trainer: SeqrlTrainer) -> float:
-    """Matmul FLOPs of one seqrl update (forward + backward; the optimizer's elementwise work is not counted)."""
+    """Matmul FLOPs of one seqrl update (forward + backward; the optimizer's elementwise work is not counted).
+    Counted on the eager module: compiling under the counter's global module hooks would make
+    ``torch.compile`` warn that they fire twice, and the compiled update does the same matmuls."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter:
-        trainer.step(10_000)
+        trainer.step(10_000, eager=True)
     return float(counter.get_total_flops())
 
 
@@ -147,6 +149,8 @@ def main() -> None:
         export_transitions(dataset, data)
         for name in args.algos:
             config = registry.get(name).config()
+            if args.compile:  # each algorithm compiles afresh, as in its own train.py process (the networks'
+                torch._dynamo.reset()  # shared code would otherwise be recompiled for dynamic shapes)
             trainer = SeqrlTrainer(name, config, dataset, Path(tmp) / name, args.compile, args.mixed_precision)
             ours = statistics.median(seqrl_rates(trainer, args.warmup, args.steps, args.repeats))
             flops = update_flops(trainer)

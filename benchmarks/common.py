@@ -62,6 +62,7 @@ class SeqrlTrainer:
                                             entry.algorithm.find_unused_parameters)
         algorithm, self.optimizer, self.scheduler = self.accelerator.prepare(algorithm,
                                                                             *build_optimizer(algorithm, self.config))
+        self.eager = algorithm
         if compile_model:
             algorithm = torch.compile(algorithm)
         self.algorithm = algorithm
@@ -72,12 +73,13 @@ class SeqrlTrainer:
     def sample(self, step: int):
         return self.sampler.sample(step)
 
-    def step(self, step: int) -> None:
+    def step(self, step: int, eager: bool = False) -> None:
+        """One training step; ``eager`` runs the module as prepared, before any ``torch.compile``."""
         from seqrl.training.loop import training_step
 
         device = self.accelerator.device
         batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in self.sampler.sample(step).items()}
-        output = training_step(self.accelerator, self.algorithm, self.unwrapped, self.optimizer, self.scheduler,
+        output = training_step(self.accelerator, self.eager if eager else self.algorithm, self.unwrapped, self.optimizer, self.scheduler,
                                batch, step, self.config.grad_clip)
         for key, value in output.metrics.items():  # what the loop does with the metrics between logs
             self.running[key] = self.running.get(key, 0.0) + value.detach().float()

@@ -347,8 +347,10 @@ class VAEDecoder(nn.Module):
         """Actions [..., A], or [..., N, A] with ``num_samples = N`` (``observations`` [..., S]); the
         latents come from ``generator`` (default: the global RNG)."""
         lead = observations.shape[:-1] if num_samples is None else (*observations.shape[:-1], num_samples)
-        latent = torch.randn(*lead, self.latent_dim, device=observations.device, dtype=observations.dtype,
-                             generator=generator)
+        # generator only when given: under torch.compile with a dynamic batch size, randn's generator overload
+        # rejects symbolic sizes
+        seeded = {} if generator is None else {"generator": generator}
+        latent = torch.randn(*lead, self.latent_dim, device=observations.device, dtype=observations.dtype, **seeded)
         latent = latent.clamp(-self.latent_clip, self.latent_clip)
         obs = observations if num_samples is None else observations.unsqueeze(-2)
         return self(obs, latent)
