@@ -15,8 +15,10 @@ episode runs its full 1000 steps and both sides step the environment equally oft
   growing tensors with ``torch.cat``, normalise all states, keep the last K = 20, left-pad, run the
   whole context through the model and take ``action_preds[0, -1]``.
 
-The simulator bounds the ratio: the same vector env stepped with zero actions and no policy
-(``env only``) is timed in the same repeats, and its rate over the peer's is printed as the ceiling.
+The simulator bounds the ratio: the same vector env stepped with no policy (``env only``), replaying
+the actions seqrl's policy took in an untimed pass (same seeds, so the simulator does the same work:
+the same contacts, the same trajectories), is timed in the same repeats, and its rate over the peer's
+is printed as the ceiling.
 A second, lower ceiling adds what the policy cannot avoid: the matmul FLOPs of one cached act for the
 vector env (counted with ``torch.utils.flop_counter``) at the float32 matmul peak measured in the same
 run; seqrl's rate is printed as a fraction of both.
@@ -146,19 +148,38 @@ def seqrl_episodes(policy, episodes: int, num_envs: int, seed: int) -> int:
     return int(round(results["episode_length_mean"] * results["episodes"]))
 
 
-def env_only_episodes(episodes: int, num_envs: int, seed: int) -> int:
-    """seqrl's vector env stepped with zero actions and no policy, for as many steps as ``seqrl_episodes``
-    takes (episodes run their full 1000 steps). Its rate is the most any policy could reach here; over
-    the peer's rate it is the ceiling of the ratio on this machine."""
+def recorded_actions(policy, episodes: int, num_envs: int, seed: int) -> np.ndarray:
+    """The actions of one untimed ``seqrl_episodes`` pass, [vector steps, envs, act_dim]: the policy is
+    deterministic and the env seeds are the same, so every timed pass takes exactly these."""
+    recorded, act = [], policy.act
+
+    def recording(*args):
+        actions = act(*args)
+        recorded.append(np.array(actions))
+        return actions
+
+    policy.act = recording  # this instance only; removed below
+    try:
+        seqrl_episodes(policy, episodes, num_envs, seed)
+    finally:
+        del policy.act
+    return np.stack(recorded)
+
+
+def env_only_episodes(episodes: int, num_envs: int, seed: int, actions: np.ndarray) -> int:
+    """seqrl's vector env stepped with no policy, replaying ``actions`` (:func:`recorded_actions`), for as
+    many steps as ``seqrl_episodes`` takes (episodes run their full 1000 steps). Its rate is the most any
+    policy could reach here; over the peer's rate it is the ceiling of the ratio on this machine."""
     from seqrl.evaluation.rollout import make_vector_env
 
     num_envs = max(1, min(num_envs, episodes))
     env = make_vector_env(ENV_ID, num_envs, ENV_KWARGS)
-    actions = np.zeros((num_envs, *env.single_action_space.shape), np.float32)
     env.reset(seed=seed)
     vector_steps = -(-episodes // num_envs) * MAX_EP_LEN
-    for _ in range(vector_steps):
-        env.step(actions)
+    if actions.shape[:2] != (vector_steps, num_envs):
+        raise RuntimeError(f"recorded actions {actions.shape} do not cover {vector_steps} steps of {num_envs} envs")
+    for step in range(vector_steps):
+        env.step(actions[step])
     env.close()
     return episodes * MAX_EP_LEN
 
@@ -216,10 +237,12 @@ def main() -> None:
             get_action(peer, torch.zeros(3, state_dim), torch.zeros(3, act_dim), torch.zeros(3),
                        torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.long))
 
+    with torch.inference_mode():
+        actions = recorded_actions(policy, args.episodes, args.num_envs, args.seed)
     runs = {
         "seqrl": lambda: seqrl_episodes(policy, args.episodes, args.num_envs, args.seed),
         "peer": lambda: peer_episodes(peer, args.peer_episodes or args.episodes, args.seed),
-        "env only": lambda: env_only_episodes(args.episodes, args.num_envs, args.seed),
+        "env only": lambda: env_only_episodes(args.episodes, args.num_envs, args.seed, actions),
     }
     rates: dict[str, list[float]] = {name: [] for name in runs}
     steps_taken: dict[str, int] = {}
@@ -245,7 +268,7 @@ def main() -> None:
     print(f"  seqrl (evaluate_policy, {num_envs} vector envs, {mode}) : {median['seqrl']:10,.0f} env-steps/s "
           f"({steps_taken['seqrl']:,} steps)")
     print(f"  ratio seqrl/peer                                 : {median['seqrl'] / median['peer']:10.2f}x")
-    print(f"  ceiling: the vector env alone (no policy)        : {median['env only']:10,.0f} env-steps/s "
+    print(f"  ceiling: the vector env alone (actions replayed) : {median['env only']:10,.0f} env-steps/s "
           f"= {median['env only'] / median['peer']:.2f}x the peer")
     print(f"  seqrl reaches {100 * median['seqrl'] / median['env only']:.1f}% of the simulator-only ceiling")
     print(f"  policy: {flops / 1e6:.1f} MFLOP of matmuls per act for {num_envs} envs = {1e3 * flops / peak:.2f} ms at "
