@@ -19,6 +19,7 @@ from pathlib import Path
 
 import draccus
 from draccus.argparsing import ArgumentParser as DraccusParser
+from draccus.help_formatter import SimpleHelpFormatter
 
 from seqrl.errors import SeqRLError
 
@@ -27,13 +28,24 @@ class ConfigError(SeqRLError):
     """An unknown key or a value that does not fit its field."""
 
 
+class HelpFormatter(SimpleHelpFormatter):
+    """draccus' help layout, without the "(default: None)" it appends to fields whose default is None: their
+    help says what leaving them unset does ("default: the policy's saved mode"), and None would contradict it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def config_parser(config_class: type, prog: str, description: str, lists: Iterable[str] = (),
                   extra: Iterable[tuple[list[str], dict]] = ()) -> argparse.ArgumentParser:
     """The argparse parser draccus builds for ``config_class``, with the options that are not config keys removed.
 
     ``lists``: list fields that take several values. ``extra``: ``(option strings, add_argument kwargs)`` of
     options that are not fields (``--config``, ``--algo NAME``), added to the same parser so --help shows them."""
-    parser = DraccusParser(config_class, prog=prog, description=description, exit_on_error=False).parser
+    parser = DraccusParser(config_class, prog=prog, description=description, exit_on_error=False,
+                           formatter_class=HelpFormatter).parser
     # draccus keeps one copy of a field per choice class in the help (each algorithm's group lists its own fields
     # and defaults), so every group's copies are edited, not only the live actions.
     shown = [action for group in parser._action_groups for action in group._group_actions]

@@ -43,6 +43,15 @@ def test_help_lists_every_config_key_and_nothing_else(script, config, extra, cap
     assert listed - keys == extra  # and no option that is not a key (draccus' --config_path, "--data" ...)
 
 
+@pytest.mark.parametrize("command", list(MAINS))
+def test_help_shows_real_defaults_and_no_none(command, capsys):
+    """A field left unset (None) says in its help what that means; the help never prints "(default: None)"."""
+    text = " ".join(help_text(command, capsys).split())  # help lines wrap anywhere
+    assert "(default: None)" not in text
+    if command == "evaluate.py":
+        assert "(default: 10000)" in text and "the policy's saved mode" in text
+
+
 def test_train_help_covers_the_nested_configs_hub_and_resume(capsys):
     keys = field_names(TrainConfig)
     for key in ("online.env_steps", "online.mix_ratio", "algo.planner.beam_width", "algo.expectile", "eval.video",
