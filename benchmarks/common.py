@@ -79,7 +79,8 @@ class SeqrlTrainer:
 
         device = self.accelerator.device
         batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in self.sampler.sample(step).items()}
-        output = training_step(self.accelerator, self.eager if eager else self.algorithm, self.unwrapped, self.optimizer, self.scheduler,
-                               batch, step, self.config.grad_clip)
+        algorithm = self.eager if eager else self.algorithm
+        output = training_step(self.accelerator, algorithm, self.unwrapped, self.optimizer, self.scheduler, batch, step,
+                               self.config.grad_clip)
         for key, value in output.metrics.items():  # what the loop does with the metrics between logs
             self.running[key] = self.running.get(key, 0.0) + value.detach().float()
