@@ -43,6 +43,12 @@ def test_entry_points_run_from_an_installed_wheel_in_a_fresh_venv(tmp_path):
     where = run([str(venv / "bin" / "python"), "-c", "import seqrl; print(seqrl.__file__)"], work, env).stdout
     assert where.startswith(str(venv)), where  # the installed copy, not the clone
     bin_ = venv / "bin"
+    # The shipped jobs come with the wheel: away from a clone, `--algo tt` still starts from configs/tt/pendulum-mixed.yaml
+    # (a 64-wide model), not from TTConfig()'s reference sizes (128 wide).
+    shipped = run([str(bin_ / "python"), "-c", "from seqrl.training.command import default_config_dir as d; "
+                   "from seqrl.training.cli import parse_train_args as p; "
+                   "print(d(), p(['--algo', 'tt'], config_dir=d()).algo.hidden_size)"], work, env).stdout.split()
+    assert shipped[0] == str(Path(site) / "seqrl" / "configs") and shipped[1] == "64", shipped
     for name in COMMANDS:
         assert "usage: " + name in run([str(bin_ / name), "--help"], work, env).stdout
     run([str(bin_ / "seqrl-collect"), "--env_id", "CartPole-v1", "--policy", "random", "--episodes", "4",

@@ -1,7 +1,7 @@
 """The training command (``seqrl-train``, ``python train.py``): parse, train, print the run folder, push.
 
-With no arguments it runs configs/dt/pendulum-mixed.yaml where that file exists (a clone of the repository):
-the Decision Transformer on the built-in Pendulum mixed dataset, evaluated at three target returns.
+With no arguments it runs configs/dt/pendulum-mixed.yaml (from a clone, or the copy an installed wheel ships): the
+Decision Transformer on the built-in Pendulum mixed dataset, evaluated at three target returns.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from seqrl.training.loop import train
 
 def default_config_dir() -> Path | None:
     """``configs/`` of the clone this package runs from (``python train.py``, an editable install), else of the
-    working directory; an installed package without either starts from the dataclass defaults."""
-    for candidate in (Path(__file__).resolve().parents[2] / "configs", Path.cwd() / "configs"):
+    working directory, else the copy the wheel ships inside the package (``seqrl/configs``), so that an
+    installed ``seqrl-train --algo NAME`` starts from the same job as a clone."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package.parent / "configs", Path.cwd() / "configs", package / "configs"):
         if candidate.is_dir():
             return candidate
     return None
