@@ -38,6 +38,11 @@ class HelpFormatter(SimpleHelpFormatter):
         return super()._get_help_string(action)
 
 
+def precision_name(value) -> str:
+    """A ``--mixed_precision`` value as written: draccus decodes the YAML in a bare ``no`` to false."""
+    return "no" if str(value).lower() in ("false", "off") else str(value)
+
+
 def config_parser(config_class: type, prog: str, description: str, lists: Iterable[str] = (),
                   extra: Iterable[tuple[list[str], dict]] = ()) -> argparse.ArgumentParser:
     """The argparse parser draccus builds for ``config_class``, with the options that are not config keys removed.

@@ -83,6 +83,8 @@ def test_evaluate_parses_from_the_same_settings_as_training():
     assert cfg.target_returns == [-600.0, -300.0] and cfg.planner == ["beam_width=2", "horizon=1"]
     assert cfg.env_kwargs == {"g": 5.0} and cfg.trust_remote_code
     assert cfg.seed == TrainConfig().eval.seed  # one default seed for both commands
+    assert parse_evaluate_args(["--policy", "p", "--mixed_precision", "no"]).mixed_precision == "no"  # not YAML's false
+    assert parse_train_args(["--mixed_precision", "no"]).mixed_precision == "no"
     with pytest.raises(ConfigError, match="--policy is required"):
         parse_evaluate_args([])
     with pytest.raises(ConfigError, match="at least 1"):

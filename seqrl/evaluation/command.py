@@ -18,7 +18,7 @@ from pathlib import Path
 from seqrl.envs import check_remote_imports, env_modules, import_env_modules
 from seqrl.evaluation.config import EvaluateConfig
 from seqrl.logs import get_logger, set_log_level
-from seqrl.parsing import ConfigError, config_parser, decode, read_options
+from seqrl.parsing import ConfigError, config_parser, decode, precision_name, read_options
 
 log = get_logger(__name__)
 LISTS = ("target_returns", "planner", "env_import")
@@ -38,6 +38,7 @@ def check_evaluate_config(cfg: EvaluateConfig, prog: str = "seqrl-eval", needs_p
         raise ConfigError(f"--policy is required: a policy folder or Hub repo id. Run `{prog} --help` for the options.")
     if cfg.episodes < 1 or cfg.num_envs < 1:
         raise ConfigError("--episodes and --num_envs must be at least 1")
+    cfg.mixed_precision = precision_name(cfg.mixed_precision)
     if cfg.mixed_precision not in ("no", "bf16"):
         raise ConfigError(f"--mixed_precision {cfg.mixed_precision}: choose no or bf16.")
     if cfg.log_level not in ("debug", "info", "warning", "error"):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from seqrl.parsing import ConfigError, config_parser, decode, existing_file, read_options
+from seqrl.parsing import ConfigError, config_parser, decode, existing_file, precision_name, read_options
 from seqrl.training.config import TrainConfig
 
 __all__ = ["ConfigError", "check_config", "parse_train_args", "train_parser"]
@@ -87,8 +87,7 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.steps < 0 or (cfg.steps == 0 and not (cfg.online.env_steps and cfg.init_from)):
         raise ConfigError(f"--steps must be at least 1 (got {cfg.steps}); 0 only to fine-tune a trained policy "
                           "online straight away (--init_from RUN --online.env_steps N).")
-    if str(cfg.mixed_precision).lower() in ("false", "off"):  # YAML reads a bare `no` as false
-        cfg.mixed_precision = "no"
+    cfg.mixed_precision = precision_name(cfg.mixed_precision)
     if cfg.mixed_precision not in PRECISIONS:
         raise ConfigError(f"--mixed_precision {cfg.mixed_precision}: choose one of {', '.join(PRECISIONS)}.")
     for key in ("lr_schedule", "actor_lr_schedule"):
