@@ -20,15 +20,17 @@ the actions seqrl's policy took in an untimed pass (same seeds, so the simulator
 the same contacts, the same trajectories), is timed in the same repeats, and its rate over the peer's
 is printed as the ceiling.
 A second, lower ceiling adds what the policy cannot avoid: the matmul FLOPs of one cached act for the
-vector env (counted with ``torch.utils.flop_counter``) at the float32 matmul peak measured in the same
-run; seqrl's rate is printed as a fraction of both.
+vector env (counted with ``torch.utils.flop_counter``) at the matmul peak measured in the same run
+(float32, or bf16 with ``--mixed-precision bf16``, where seqrl acts under bf16 autocast as
+``evaluate.py --mixed_precision bf16`` does; the peer stays float32); seqrl's rate is printed as a
+fraction of both.
 
 Each side runs ``--episodes`` episodes per repeat (under ``torch.inference_mode()``, both with the
 same ``--threads``); repeats alternate the order; the median env-steps/s and the ratio seqrl/peer are
 printed. Environment creation and reset are inside the timed region on both sides.
 
 Usage: ``python benchmarks/bench_dt_eval.py [--episodes 10] [--num-envs 10] [--peer-episodes N] [--repeats 3]
-[--threads N] [--acting cached|window]``; the 100-env case: ``--num-envs 100 --episodes 100 --peer-episodes 10``.
+[--threads N] [--acting cached|window] [--mixed-precision no|bf16]``; the 100-env case: ``--num-envs 100 --episodes 100 --peer-episodes 10``.
 """
 
 from __future__ import annotations
@@ -140,15 +142,15 @@ def peer_episodes(model, episodes: int, seed: int) -> int:
 # ---------------------------------------------------------------- seqrl
 
 
-def seqrl_episodes(policy, episodes: int, num_envs: int, seed: int) -> int:
+def seqrl_episodes(policy, episodes: int, num_envs: int, seed: int, mixed_precision: str = "no") -> int:
     from seqrl.evaluation.rollout import evaluate_policy
 
     results = evaluate_policy(policy, target_returns=[TARGET_RETURN], episodes=episodes, num_envs=num_envs,
-                              seed=seed, progress=False)["results"][0]
+                              seed=seed, progress=False, mixed_precision=mixed_precision)["results"][0]
     return int(round(results["episode_length_mean"] * results["episodes"]))
 
 
-def recorded_actions(policy, episodes: int, num_envs: int, seed: int) -> np.ndarray:
+def recorded_actions(policy, episodes: int, num_envs: int, seed: int, mixed_precision: str = "no") -> np.ndarray:
     """The actions of one untimed ``seqrl_episodes`` pass, [vector steps, envs, act_dim]: the policy is
     deterministic and the env seeds are the same, so every timed pass takes exactly these."""
     recorded, act = [], policy.act
@@ -160,7 +162,7 @@ def recorded_actions(policy, episodes: int, num_envs: int, seed: int) -> np.ndar
 
     policy.act = recording  # this instance only; removed below
     try:
-        seqrl_episodes(policy, episodes, num_envs, seed)
+        seqrl_episodes(policy, episodes, num_envs, seed, mixed_precision)
     finally:
         del policy.act
     return np.stack(recorded)
@@ -209,8 +211,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads (both sides)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--acting", choices=ACTING_MODES, default=ACTING_DEFAULT, help="seqrl's DT acting mode")
+    parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no",
+                        help="seqrl acts as evaluate.py --mixed_precision (no: float32, its default; bf16: autocast); "
+                             "the policy's FLOPs are then priced at the bf16 matmul peak")
     parser.add_argument("--peak-sizes", type=int, nargs="+", default=[256, 512, 1024],
-                        help="square matmul sizes for the float32 peak")
+                        help="square matmul sizes for the matmul peak")
     args = parser.parse_args()
 
     import transformers
@@ -238,9 +243,9 @@ def main() -> None:
                        torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.long))
 
     with torch.inference_mode():
-        actions = recorded_actions(policy, args.episodes, args.num_envs, args.seed)
+        actions = recorded_actions(policy, args.episodes, args.num_envs, args.seed, args.mixed_precision)
     runs = {
-        "seqrl": lambda: seqrl_episodes(policy, args.episodes, args.num_envs, args.seed),
+        "seqrl": lambda: seqrl_episodes(policy, args.episodes, args.num_envs, args.seed, args.mixed_precision),
         "peer": lambda: peer_episodes(peer, args.peer_episodes or args.episodes, args.seed),
         "env only": lambda: env_only_episodes(args.episodes, args.num_envs, args.seed, actions),
     }
@@ -256,7 +261,8 @@ def main() -> None:
 
     num_envs = max(1, min(args.num_envs, args.episodes))
     flops = act_flops(policy, num_envs, state_dim)
-    peak, peak_size = matmul_peak(args.peak_sizes, 5, torch.device("cpu"))
+    dtype = torch.bfloat16 if args.mixed_precision == "bf16" else torch.float32
+    peak, peak_size = matmul_peak(args.peak_sizes, 5, torch.device("cpu"), dtype)
     # per vector step: the simulator's time plus the policy's FLOPs at the peak
     bound = num_envs / (num_envs / median["env only"] + flops / peak)
     print(f"{ENV_ID} {ENV_KWARGS}, untrained DT (K={CONTEXT_LEN}, hidden {HIDDEN}, {N_LAYER} layers, {N_HEAD} head), "
@@ -264,7 +270,7 @@ def main() -> None:
           f"median of {args.repeats} repeats:")
     print(f"  peer  (blog loop, 1 env, whole K-window per step): {median['peer']:10,.0f} env-steps/s "
           f"({steps_taken['peer']:,} steps)")
-    mode = "KV cache" if args.acting == "cached" else "window "
+    mode = ("KV cache" if args.acting == "cached" else "window ") + (", bf16" if args.mixed_precision == "bf16" else "")
     print(f"  seqrl (evaluate_policy, {num_envs} vector envs, {mode}) : {median['seqrl']:10,.0f} env-steps/s "
           f"({steps_taken['seqrl']:,} steps)")
     print(f"  ratio seqrl/peer                                 : {median['seqrl'] / median['peer']:10.2f}x")
@@ -272,7 +278,7 @@ def main() -> None:
           f"= {median['env only'] / median['peer']:.2f}x the peer")
     print(f"  seqrl reaches {100 * median['seqrl'] / median['env only']:.1f}% of the simulator-only ceiling")
     print(f"  policy: {flops / 1e6:.1f} MFLOP of matmuls per act for {num_envs} envs = {1e3 * flops / peak:.2f} ms at "
-          f"the float32 matmul peak ({peak / 1e9:.1f} GFLOP/s, n={peak_size})")
+          f"the {'bf16' if args.mixed_precision == 'bf16' else 'float32'} matmul peak ({peak / 1e9:.1f} GFLOP/s, n={peak_size})")
     print(f"  ceiling with those FLOPs (simulator + policy at peak): {bound:10,.0f} env-steps/s "
           f"= {100 * bound / median['env only']:.1f}% of the simulator-only one; seqrl reaches "
           f"{100 * median['seqrl'] / bound:.1f}% of it")
