@@ -132,7 +132,7 @@ def sample_tokens(logits: torch.Tensor, top_k: int, cdf: float, generator: torch
     if cdf > 0:
         # On the bins' own distribution: measured with the stop token's share in it, a row whose stop token
         # holds more than 1 - cdf would have every bin below the cut, and nothing left to sample.
-        bins = logits.softmax(-1)  # [R, N]
+        bins = probs / probs.sum(-1, keepdim=True)  # [R, N]
         ascending, _ = bins.sort(-1)
         below = ascending.cumsum(-1) < cdf  # [R, N] the least likely bins that hold < cdf of the mass
         threshold = ascending.masked_fill(~below, float("-inf")).amax(-1, keepdim=True)  # [R, 1]
