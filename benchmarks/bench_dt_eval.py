@@ -261,7 +261,8 @@ def main() -> None:
 
     num_envs = max(1, min(args.num_envs, args.episodes))
     flops = act_flops(policy, num_envs, state_dim)
-    dtype = torch.bfloat16 if args.mixed_precision == "bf16" else torch.float32
+    precision = "bf16" if args.mixed_precision == "bf16" else "float32"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     peak, peak_size = matmul_peak(args.peak_sizes, 5, torch.device("cpu"), dtype)
     # per vector step: the simulator's time plus the policy's FLOPs at the peak
     bound = num_envs / (num_envs / median["env only"] + flops / peak)
@@ -270,7 +271,7 @@ def main() -> None:
           f"median of {args.repeats} repeats:")
     print(f"  peer  (blog loop, 1 env, whole K-window per step): {median['peer']:10,.0f} env-steps/s "
           f"({steps_taken['peer']:,} steps)")
-    mode = ("KV cache" if args.acting == "cached" else "window ") + (", bf16" if args.mixed_precision == "bf16" else "")
+    mode = ("KV cache" if args.acting == "cached" else "window ") + (", bf16" if precision == "bf16" else "")
     print(f"  seqrl (evaluate_policy, {num_envs} vector envs, {mode}) : {median['seqrl']:10,.0f} env-steps/s "
           f"({steps_taken['seqrl']:,} steps)")
     print(f"  ratio seqrl/peer                                 : {median['seqrl'] / median['peer']:10.2f}x")
@@ -278,7 +279,7 @@ def main() -> None:
           f"= {median['env only'] / median['peer']:.2f}x the peer")
     print(f"  seqrl reaches {100 * median['seqrl'] / median['env only']:.1f}% of the simulator-only ceiling")
     print(f"  policy: {flops / 1e6:.1f} MFLOP of matmuls per act for {num_envs} envs = {1e3 * flops / peak:.2f} ms at "
-          f"the {'bf16' if args.mixed_precision == 'bf16' else 'float32'} matmul peak ({peak / 1e9:.1f} GFLOP/s, n={peak_size})")
+          f"the {precision} matmul peak ({peak / 1e9:.1f} GFLOP/s, n={peak_size})")
     print(f"  ceiling with those FLOPs (simulator + policy at peak): {bound:10,.0f} env-steps/s "
           f"= {100 * bound / median['env only']:.1f}% of the simulator-only one; seqrl reaches "
           f"{100 * median['seqrl'] / bound:.1f}% of it")
