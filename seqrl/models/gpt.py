@@ -110,6 +110,11 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     For a Decision Transformer activation (3,840 x 128, bf16) this took 3.8 ms against 15 ms for
     ``F.dropout``, whose ten calls per step were a fifth of the model's bf16 training step. Other devices
     use ``F.dropout``.
+
+    The mask is made with arithmetic, not a comparison: on CPU a comparison into a bool tensor, and a
+    bool tensor in a product (cast to the other operand's dtype first, forward and backward), each cost
+    about as much as drawing the random bits (a 64 x 60 x 128 activation, one thread: 230 and 340 us,
+    against 30 to 60 us for each arithmetic op). Same bits, same mask, same result as the comparison.
     """
     if not training or p == 0.0:
         return x
@@ -117,5 +122,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return F.dropout(x, p, training)
     threshold = round(p * 65536)  # drop where a uniform 16-bit lane is below it
     bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2**63, None)  # every bit random
-    keep = bits.view(torch.int16)[:x.numel()].view(x.shape) >= threshold - 32768
-    return (x * keep).mul_(65536 / (65536 - threshold))  # the scale as a float scalar: no bf16 rounding of it
+    lanes = bits.view(torch.int16)[:x.numel()].view(x.shape).float()  # uniform integers in [-32768, 32767]
+    # 1.0 where lane >= threshold - 32768 (kept), 0.0 where lane <= threshold - 32769 (integers: exact)
+    keep = (lanes - (threshold - 32768 - 1)).clamp_(0.0, 1.0)
+    return (x * keep.to(x.dtype)).mul_(65536 / (65536 - threshold))  # the scale as a float scalar: no bf16 rounding

@@ -93,3 +93,16 @@ def test_dropout_follows_the_seed_and_is_the_identity_in_eval():
     assert not torch.equal(first, gpt.dropout(x, 0.1, training=True))
     assert gpt.dropout(x, 0.1, training=False) is x
     assert gpt.dropout(x, 0.0, training=True) is x
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 1 / 65536])
+def test_dropout_drops_exactly_the_lanes_below_the_threshold(p):
+    """The arithmetic mask is the documented rule: an element is dropped where its 16-bit lane of the
+    seeded random bits is below round(p * 2^16) - 2^15 (lanes at the threshold itself are kept)."""
+    x = torch.ones(1000, 2000)  # each 16-bit lane value about 30 times: an off-by-one at the threshold shows
+    torch.manual_seed(5)
+    out = gpt.dropout(x, p, training=True)
+    torch.manual_seed(5)
+    bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2**63, None)
+    lanes = bits.view(torch.int16)[:x.numel()].view(x.shape)
+    assert torch.equal(out == 0, lanes < round(p * 65536) - 32768)
