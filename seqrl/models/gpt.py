@@ -125,9 +125,12 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training)
     threshold = round(p * 65536)  # drop where a uniform 16-bit lane is below it
+    if threshold == 0:  # p < 2^-17: no lane is below it, nothing is dropped
+        return x
     bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2**63, None)  # every bit random
     lanes = bits.view(torch.int16)[:x.numel()].view(x.shape)  # uniform integers in [-32768, 32767]
-    # 1 where lane >= threshold - 32768 (kept), 0 below: clamped to [c, c + 1] and shifted, in 16 bits
+    # 1 where lane >= threshold - 32768 (kept), 0 below: clamped to [last_dropped, last_dropped + 1]
+    # and shifted, in 16 bits
     last_dropped = threshold - 32768 - 1
     keep = lanes.clamp_(last_dropped, last_dropped + 1).sub_(last_dropped).to(x.dtype)
     return (x * keep).mul_(65536 / (65536 - threshold))  # the scale as a float scalar: no bf16 rounding of it

@@ -95,13 +95,14 @@ def test_dropout_follows_the_seed_and_is_the_identity_in_eval():
     assert gpt.dropout(x, 0.0, training=True) is x
 
 
-@pytest.mark.parametrize("p", [0.1, 0.5, 1 / 65536])
+@pytest.mark.parametrize("p", [1e-6, 1 / 65536, 0.1, 0.5, 0.99999])
 def test_dropout_drops_exactly_the_lanes_below_the_threshold(p):
     """The arithmetic mask is the documented rule: an element is dropped where its 16-bit lane of the
     seeded random bits is below round(p * 2^16) - 2^15 (lanes at the threshold itself are kept)."""
     x = torch.ones(1000, 2000)  # each 16-bit lane value about 30 times: an off-by-one at the threshold shows
     torch.manual_seed(5)
     out = gpt.dropout(x, p, training=True)
+    assert torch.equal(out[out != 0], torch.full_like(out[out != 0], 65536 / (65536 - round(p * 65536))))
     torch.manual_seed(5)
     bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2**63, None)
     lanes = bits.view(torch.int16)[:x.numel()].view(x.shape)
