@@ -102,7 +102,7 @@ def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
         # times fewer elements), and neither needs a pass over the scores' gradient backward, where scaling and
         # masked_fill each took one (a Trajectory Transformer batch: 26M scores a layer; 370-420 against
         # 500-540 ms a layer forward and backward under bf16 autocast).
-        scores = scores.add_(scores.new_zeros(mask.shape).masked_fill_(~mask, float("-inf")))
+        scores.add_(scores.new_zeros(mask.shape).masked_fill_(~mask, float("-inf")))
     weights = scores.softmax(-1)
     # Under autocast the softmax is float32: dropout after the cast to v's dtype touches half the bytes
     # (a Trajectory Transformer batch's weights are 26M elements per layer).
